@@ -1,0 +1,341 @@
+//! The client side of the opening handshake (RFC 6455 §4.1).
+//!
+//! [`ClientBuilder`] holds the URL, extra headers, offered subprotocols and timeouts;
+//! [`ClientBuilder::connect`] opens a TCP connection and [`ClientBuilder::client`] uses a
+//! stream the caller opened (for example TLS). The server's answer is checked as §4.1
+//! requires: status 101, `Upgrade`/`Connection` tokens, the accept key, and no subprotocol or
+//! extension the client did not offer.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::config::Config;
+use crate::error::{is_retryable, Error, HandshakeError, UrlError};
+use crate::handshake::{derive_accept_key, read_head, Response};
+use crate::http;
+use crate::rand::Rng;
+use crate::url::WsUrl;
+use crate::websocket::{Role, WebSocket};
+
+/// Largest refusal body kept in [`Error::Http`].
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Headers the client handshake writes itself.
+const RESERVED: [&str; 5] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+];
+
+/// Options for a client connection: extra headers, subprotocols, timeouts and limits.
+///
+/// ```no_run
+/// let (mut ws, response) = stdws::ClientBuilder::new("ws://127.0.0.1:9001/chat")
+///     .header("Authorization", "Bearer secret")
+///     .subprotocol("chat.v1")
+///     .connect()?;
+/// println!("server chose {:?}", response.subprotocol());
+/// ws.send_text("hello")?;
+/// # Ok::<(), stdws::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    url: String,
+    headers: Vec<(String, String)>,
+    subprotocols: Vec<String>,
+    config: Config,
+    connect_timeout: Option<Duration>,
+    handshake_timeout: Option<Duration>,
+    nodelay: bool,
+}
+
+impl ClientBuilder {
+    /// Options for connecting to `url` (`ws://host[:port]/path?query`, or `wss://` with
+    /// [`client`](Self::client)). Defaults: 10 s connect timeout, 10 s handshake timeout,
+    /// `TCP_NODELAY` on.
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientBuilder {
+            url: url.into(),
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            config: Config::default(),
+            connect_timeout: Some(Duration::from_secs(10)),
+            handshake_timeout: Some(Duration::from_secs(10)),
+            nodelay: true,
+        }
+    }
+
+    /// Adds a request header (e.g. `Authorization`, `Origin`, `Cookie`). `Host` replaces the
+    /// default; the handshake's own headers cannot be set.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offers a subprotocol (`Sec-WebSocket-Protocol`); call again for more, in order of
+    /// preference.
+    pub fn subprotocol(mut self, protocol: impl Into<String>) -> Self {
+        self.subprotocols.push(protocol.into());
+        self
+    }
+
+    /// Sets the connection's limits and buffer sizes.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Bounds each TCP connection attempt in [`connect`](Self::connect). `None`: the
+    /// operating system's default.
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Bounds each read and write of the handshake in [`connect`](Self::connect) (set as the
+    /// socket's read and write timeouts, cleared afterwards). `None`: wait forever.
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Whether [`connect`](Self::connect) sets `TCP_NODELAY` (default `true`: small
+    /// messages go out at once instead of waiting for Nagle's algorithm).
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// Opens a TCP connection to the URL's host and performs the handshake.
+    ///
+    /// `wss://` URLs fail with [`UrlError::TlsRequired`]: open a TLS stream yourself and use
+    /// [`client`](Self::client).
+    pub fn connect(self) -> Result<(WebSocket<TcpStream>, Response), Error> {
+        let url = WsUrl::parse(&self.url)?;
+        if url.secure {
+            return Err(UrlError::TlsRequired.into());
+        }
+        let stream = self.open_tcp(&url)?;
+        stream.set_nodelay(self.nodelay)?;
+        stream.set_read_timeout(self.handshake_timeout)?;
+        stream.set_write_timeout(self.handshake_timeout)?;
+        let (ws, response) = self.handshake(stream, &url)?;
+        ws.get_ref().set_read_timeout(None)?;
+        ws.get_ref().set_write_timeout(None)?;
+        Ok((ws, response))
+    }
+
+    /// Performs the handshake over `stream`, which the caller connected to the URL's host
+    /// (a `TcpStream`, a TLS stream for `wss://`, a Unix socket, ...). Timeouts are the
+    /// stream's own.
+    pub fn client<T: Read + Write>(self, stream: T) -> Result<(WebSocket<T>, Response), Error> {
+        let url = WsUrl::parse(&self.url)?;
+        self.handshake(stream, &url)
+    }
+
+    fn open_tcp(&self, url: &WsUrl) -> Result<TcpStream, Error> {
+        let addrs = (url.host.as_str(), url.port).to_socket_addrs()?;
+        let mut last_error = None;
+        for addr in addrs {
+            let attempt = match self.connect_timeout {
+                Some(t) => TcpStream::connect_timeout(&addr, t),
+                None => TcpStream::connect(addr),
+            };
+            match attempt {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.map_or(Error::Url(UrlError::NoAddress), Error::Io))
+    }
+
+    fn handshake<T: Read + Write>(
+        self,
+        mut stream: T,
+        url: &WsUrl,
+    ) -> Result<(WebSocket<T>, Response), Error> {
+        let mut rng = Rng::new();
+        let key = base64::engine::general_purpose::STANDARD.encode(rng.bytes16());
+        let request = self.request_head(url, &key)?;
+        stream.write_all(request.as_bytes()).map_err(timeout)?;
+        stream.flush().map_err(timeout)?;
+        let (mut buf, head_len) = read_head(&mut stream, &self.config)?;
+        let mut response = Response::parse(&buf[..head_len], self.config.max_headers)?;
+        buf.drain(..head_len);
+        if response.status() != 101 {
+            response.set_body(read_error_body(&mut stream, &response, buf));
+            return Err(Error::Http(Box::new(response)));
+        }
+        check_response(&response, &key, &self.subprotocols)?;
+        let ws = WebSocket::from_handshake(stream, Role::Client, self.config, buf, Some(rng));
+        Ok((ws, response))
+    }
+
+    fn request_head(&self, url: &WsUrl, key: &str) -> Result<String, Error> {
+        let mut host = url.host_header.as_str();
+        let mut extra = String::new();
+        for (name, value) in &self.headers {
+            if !http::is_valid_name(name) || !http::is_valid_value(value) {
+                return Err(Error::InvalidInput("invalid request header name or value"));
+            }
+            if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                return Err(Error::InvalidInput("request header reserved for the handshake"));
+            }
+            if name.eq_ignore_ascii_case("host") {
+                host = value;
+            } else {
+                extra.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        let mut head = format!(
+            "GET {} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+            url.resource
+        );
+        if !self.subprotocols.is_empty() {
+            if self
+                .subprotocols
+                .iter()
+                .any(|p| p.is_empty() || !p.bytes().all(http::is_tchar))
+            {
+                return Err(Error::InvalidInput("subprotocol names must be HTTP tokens"));
+            }
+            head.push_str(&format!(
+                "Sec-WebSocket-Protocol: {}\r\n",
+                self.subprotocols.join(", ")
+            ));
+        }
+        head.push_str(&extra);
+        head.push_str("\r\n");
+        Ok(head)
+    }
+}
+
+/// A write that times out during the handshake is a handshake timeout.
+fn timeout(e: std::io::Error) -> Error {
+    if is_retryable(e.kind()) {
+        HandshakeError::TimedOut.into()
+    } else {
+        e.into()
+    }
+}
+
+/// Checks a 101 response against RFC 6455 §4.1 (client steps 2-6).
+fn check_response(response: &Response, key: &str, offered: &[String]) -> Result<(), Error> {
+    let headers = response.headers();
+    if !headers.has_token("Upgrade", "websocket") {
+        return Err(HandshakeError::Header("response lacks Upgrade: websocket").into());
+    }
+    if !headers.has_token("Connection", "upgrade") {
+        return Err(HandshakeError::Header("response lacks Connection: Upgrade").into());
+    }
+    let expected = derive_accept_key(key);
+    let accepts: Vec<&str> = headers.get_all("Sec-WebSocket-Accept").collect();
+    if accepts != [expected.as_str()] {
+        return Err(HandshakeError::AcceptMismatch.into());
+    }
+    let chosen: Vec<&str> = headers.list("Sec-WebSocket-Protocol").collect();
+    match chosen.as_slice() {
+        [] => {}
+        [one] if offered.iter().any(|p| p == one) => {}
+        _ => {
+            return Err(HandshakeError::UnexpectedSubprotocol(chosen.join(", ")).into());
+        }
+    }
+    if let Some(ext) = headers.list("Sec-WebSocket-Extensions").next() {
+        return Err(HandshakeError::UnexpectedExtension(ext.to_owned()).into());
+    }
+    Ok(())
+}
+
+/// Collects the body of a refusal: the bytes already read, plus up to `Content-Length` more
+/// (at most 64 KiB in all). Errors while reading just end the body.
+fn read_error_body<T: Read>(stream: &mut T, response: &Response, mut body: Vec<u8>) -> Vec<u8> {
+    let declared = response
+        .header("Content-Length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let want = declared.min(MAX_ERROR_BODY);
+    while body.len() < want {
+        let len = body.len();
+        body.resize(want, 0);
+        match stream.read(&mut body[len..]) {
+            Ok(0) => body.truncate(len),
+            Ok(n) => {
+                body.truncate(len + n);
+                continue;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {
+                body.truncate(len);
+                continue;
+            }
+            Err(_) => body.truncate(len),
+        }
+        break;
+    }
+    // Without a Content-Length, keep what already arrived (up to the cap).
+    body.truncate(if declared > 0 { want } else { MAX_ERROR_BODY });
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(extra: &str, key: &str) -> Response {
+        let head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Connection: keep-alive, Upgrade\r\nSec-WebSocket-Accept: {}\r\n{extra}\r\n",
+            derive_accept_key(key)
+        );
+        Response::parse(head.as_bytes(), 64).unwrap()
+    }
+
+    #[test]
+    fn validates_the_servers_answer() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let offered = vec!["a".to_owned(), "b".to_owned()];
+        assert!(check_response(&response("", key), key, &offered).is_ok());
+        assert!(check_response(&response("Sec-WebSocket-Protocol: b\r\n", key), key, &offered).is_ok());
+        assert!(matches!(
+            check_response(&response("", key), "AAAAAAAAAAAAAAAAAAAAAA==", &offered),
+            Err(Error::Handshake(HandshakeError::AcceptMismatch))
+        ));
+        assert!(matches!(
+            check_response(&response("Sec-WebSocket-Protocol: c\r\n", key), key, &offered),
+            Err(Error::Handshake(HandshakeError::UnexpectedSubprotocol(_)))
+        ));
+        assert!(matches!(
+            check_response(&response("Sec-WebSocket-Protocol: a, b\r\n", key), key, &offered),
+            Err(Error::Handshake(HandshakeError::UnexpectedSubprotocol(_)))
+        ));
+        assert!(matches!(
+            check_response(
+                &response("Sec-WebSocket-Extensions: permessage-deflate\r\n", key),
+                key,
+                &offered
+            ),
+            Err(Error::Handshake(HandshakeError::UnexpectedExtension(_)))
+        ));
+    }
+
+    #[test]
+    fn builds_request_with_host_port_and_protocols() {
+        let url = WsUrl::parse("ws://[::1]:9001/chat?x=1").unwrap();
+        let b = ClientBuilder::new("").subprotocol("a").subprotocol("b").header("Origin", "http://o");
+        let head = b.request_head(&url, "KEY").unwrap();
+        assert!(head.starts_with("GET /chat?x=1 HTTP/1.1\r\nHost: [::1]:9001\r\n"));
+        assert!(head.contains("Sec-WebSocket-Protocol: a, b\r\n"));
+        assert!(head.contains("Origin: http://o\r\n"));
+        assert!(head.ends_with("\r\n\r\n"));
+        let bad = ClientBuilder::new("").header("Upgrade", "x").request_head(&url, "KEY");
+        assert!(matches!(bad, Err(Error::InvalidInput(_))));
+        let bad = ClientBuilder::new("").header("X", "a\r\nb").request_head(&url, "KEY");
+        assert!(matches!(bad, Err(Error::InvalidInput(_))));
+    }
+}

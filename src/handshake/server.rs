@@ -1,0 +1,363 @@
+//! The server side of the opening handshake (RFC 6455 §4.2).
+//!
+//! [`check_request`] applies the rules of §4.2.1 to a parsed request and says which HTTP
+//! refusal to send when one fails; [`accept_with`] runs the whole exchange over a stream.
+
+use std::io::{Read, Write};
+
+use base64::Engine;
+
+use crate::config::Config;
+use crate::error::{Error, HandshakeError};
+use crate::handshake::{derive_accept_key, read_head, reason_phrase, Request};
+use crate::http;
+use crate::websocket::{Role, WebSocket};
+
+/// The 101 response being prepared, which the application may shape in the
+/// [`accept_with`] callback.
+#[derive(Debug, Default, Clone)]
+pub struct UpgradeResponse {
+    subprotocol: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl UpgradeResponse {
+    /// Chooses the subprotocol; it must be one the client offered
+    /// ([`Request::subprotocols`]), or the handshake fails with 500.
+    pub fn set_subprotocol(&mut self, protocol: impl Into<String>) {
+        self.subprotocol = Some(protocol.into());
+    }
+
+    /// The chosen subprotocol.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// Adds a header to the 101 response (e.g. `Set-Cookie`). Headers that belong to the
+    /// handshake itself (`Upgrade`, `Connection`, `Sec-WebSocket-*`) and invalid names or
+    /// values make the handshake fail with 500.
+    pub fn append_header(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.headers.push((name.into(), value.into()));
+    }
+}
+
+/// An HTTP refusal of an upgrade request, returned from the [`accept_with`] callback.
+///
+/// ```
+/// let no = stdws::Rejection::new(403, "origin not allowed").header("X-Reason", "origin");
+/// assert_eq!(no.status(), 403);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Rejection {
+    /// A refusal with `status` (use 4xx or 5xx) and a plain-text `body`.
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header to the refusal (invalid names or values are dropped).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Serialises the refusal as an HTTP/1.1 response that closes the connection.
+    fn to_bytes(&self) -> Vec<u8> {
+        let status = if (400..=599).contains(&self.status) {
+            self.status
+        } else {
+            500
+        };
+        let mut out = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n",
+            reason_phrase(status),
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            if http::is_valid_name(name) && http::is_valid_value(value) {
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        out.push_str("\r\n");
+        out.push_str(&self.body);
+        out.into_bytes()
+    }
+}
+
+/// Headers the application may not set on the 101: the handshake owns them.
+const RESERVED: [&str; 7] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "content-length",
+    "transfer-encoding",
+];
+
+/// Checks a request against RFC 6455 §4.2.1. Returns the `Sec-WebSocket-Key`, or the
+/// refusal to send and the error to report.
+pub fn check_request(req: &Request) -> Result<&str, (Rejection, HandshakeError)> {
+    let headers = req.headers();
+    let bad = |what: &'static str| {
+        Err((
+            Rejection::new(400, format!("Bad WebSocket handshake: {what}.\n")),
+            HandshakeError::Header(what),
+        ))
+    };
+    if req.method() != "GET" {
+        return Err((
+            Rejection::new(405, "WebSocket upgrades must use GET.\n").header("Allow", "GET"),
+            HandshakeError::Method(req.method().to_owned()),
+        ));
+    }
+    if req.version() < (1, 1) {
+        return Err((
+            Rejection::new(505, "WebSocket needs HTTP/1.1 or later.\n"),
+            HandshakeError::HttpVersion,
+        ));
+    }
+    let upgrade_ok = headers.has_token("Upgrade", "websocket");
+    let connection_ok = headers.has_token("Connection", "upgrade");
+    if headers.get("Upgrade").is_none() && headers.get("Sec-WebSocket-Key").is_none() {
+        // A plain HTTP request (a browser opened the URL): say how to talk to us.
+        return Err((
+            Rejection::new(426, "This is a WebSocket endpoint; connect with a WebSocket client.\n")
+                .header("Upgrade", "websocket")
+                .header("Connection", "Upgrade"),
+            HandshakeError::Header("missing Upgrade: websocket"),
+        ));
+    }
+    if !upgrade_ok {
+        return bad("Upgrade header must contain \"websocket\"");
+    }
+    if !connection_ok {
+        return bad("Connection header must contain \"Upgrade\"");
+    }
+    match (headers.count("Host"), headers.get("Host")) {
+        (1, Some(host)) if !host.is_empty() => {}
+        _ => return bad("exactly one non-empty Host header is required"),
+    }
+    let versions: Vec<&str> = headers.get_all("Sec-WebSocket-Version").collect();
+    if versions != ["13"] {
+        let (status, error) = if versions.is_empty() {
+            (400, HandshakeError::Header("missing Sec-WebSocket-Version"))
+        } else {
+            (426, HandshakeError::UnsupportedVersion)
+        };
+        return Err((
+            Rejection::new(status, "Only WebSocket version 13 is supported.\n")
+                .header("Sec-WebSocket-Version", "13"),
+            error,
+        ));
+    }
+    let key = match (headers.count("Sec-WebSocket-Key"), headers.get("Sec-WebSocket-Key")) {
+        (1, Some(key)) => key,
+        _ => return bad("exactly one Sec-WebSocket-Key header is required"),
+    };
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key);
+    if !matches!(decoded, Ok(bytes) if bytes.len() == 16) {
+        return bad("Sec-WebSocket-Key must be 16 bytes in base64");
+    }
+    Ok(key)
+}
+
+/// Accepts a WebSocket connection: reads and validates the client's request and answers
+/// with 101, or with an HTTP error response (400, 405, 426, 431, 505) before failing.
+///
+/// The stream should be blocking (a read timeout, e.g. via `TcpStream::set_read_timeout`,
+/// bounds how long a silent client can hold the handshake; it ends it with
+/// [`HandshakeError::TimedOut`]). No extension is negotiated; a `permessage-deflate` offer is
+/// ignored.
+///
+/// ```no_run
+/// use std::net::TcpListener;
+///
+/// let listener = TcpListener::bind("127.0.0.1:9001")?;
+/// for stream in listener.incoming() {
+///     std::thread::spawn(move || -> Result<(), stdws::Error> {
+///         let mut ws = stdws::accept(stream?)?;
+///         loop {
+///             let msg = ws.read()?;
+///             if msg.is_data() {
+///                 ws.send(msg)?;
+///             }
+///         }
+///     });
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn accept<T: Read + Write>(stream: T) -> Result<WebSocket<T>, Error> {
+    accept_with(stream, Config::default(), |_, _| Ok(()))
+}
+
+/// [`accept`] with a [`Config`] and a callback that sees the [`Request`] (path, query,
+/// headers such as `Origin` and `Authorization`, offered subprotocols) and either shapes the
+/// [`UpgradeResponse`] (subprotocol, extra headers) or refuses with a [`Rejection`].
+///
+/// ```no_run
+/// # fn demo(stream: std::net::TcpStream) -> Result<(), stdws::Error> {
+/// use stdws::{Config, Rejection};
+///
+/// let ws = stdws::accept_with(stream, Config::default(), |req, resp| {
+///     if req.origin() != Some("https://example.com") {
+///         return Err(Rejection::new(403, "cross-site WebSocket refused"));
+///     }
+///     if req.subprotocols().any(|p| p == "chat.v1") {
+///         resp.set_subprotocol("chat.v1");
+///     }
+///     Ok(())
+/// })?;
+/// # Ok(()) }
+/// ```
+pub fn accept_with<T, F>(mut stream: T, config: Config, callback: F) -> Result<WebSocket<T>, Error>
+where
+    T: Read + Write,
+    F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
+{
+    let (mut buf, head_len) = match read_head(&mut stream, &config) {
+        Ok(read) => read,
+        Err(Error::Handshake(e @ HandshakeError::HeadTooLarge)) => {
+            return refuse(&mut stream, &Rejection::new(431, "Request head too large.\n"), e)
+        }
+        Err(e) => return Err(e),
+    };
+    let request = match Request::parse(&buf[..head_len], config.max_headers) {
+        Ok(request) => request,
+        Err(e) => {
+            let status = if e == HandshakeError::TooManyHeaders { 431 } else { 400 };
+            return refuse(&mut stream, &Rejection::new(status, format!("{e}.\n")), e);
+        }
+    };
+    let key = match check_request(&request) {
+        Ok(key) => key,
+        Err((rejection, e)) => return refuse(&mut stream, &rejection, e),
+    };
+    let mut response = UpgradeResponse::default();
+    if let Err(rejection) = callback(&request, &mut response) {
+        let status = rejection.status();
+        return refuse(&mut stream, &rejection, HandshakeError::Rejected(status));
+    }
+    if let Err(what) = check_response(&request, &response) {
+        let rejection = Rejection::new(500, "Internal error during the WebSocket handshake.\n");
+        refuse::<_, ()>(&mut stream, &rejection, HandshakeError::Rejected(500)).ok();
+        return Err(Error::InvalidInput(what));
+    }
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        derive_accept_key(key)
+    );
+    if let Some(protocol) = &response.subprotocol {
+        head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    for (name, value) in &response.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.flush()?;
+    // Frames the client sent right behind its request stay buffered for `read`.
+    buf.drain(..head_len);
+    Ok(WebSocket::from_handshake(stream, Role::Server, config, buf, None))
+}
+
+/// Checks what the callback put into the 101.
+fn check_response(req: &Request, resp: &UpgradeResponse) -> Result<(), &'static str> {
+    if let Some(p) = &resp.subprotocol {
+        if !req.subprotocols().any(|offered| offered == p) {
+            return Err("the chosen subprotocol was not offered by the client");
+        }
+    }
+    for (name, value) in &resp.headers {
+        if !http::is_valid_name(name) || !http::is_valid_value(value) {
+            return Err("invalid response header name or value");
+        }
+        if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            return Err("response header reserved for the handshake");
+        }
+    }
+    Ok(())
+}
+
+/// Sends `rejection` (best effort: the client may be gone) and fails with `error`.
+fn refuse<T: Write, R>(stream: &mut T, rejection: &Rejection, error: HandshakeError) -> Result<R, Error> {
+    let _ = stream.write_all(&rejection.to_bytes());
+    let _ = stream.flush();
+    Err(error.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: &str) -> Result<String, u16> {
+        let req = Request::parse(raw.as_bytes(), 64).unwrap();
+        check_request(&req)
+            .map(str::to_owned)
+            .map_err(|(rejection, _)| rejection.status())
+    }
+
+    const GOOD: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn accepts_rfc_request_and_token_lists() {
+        assert_eq!(check(GOOD).unwrap(), "dGhlIHNhbXBsZSBub25jZQ==");
+        let firefox = GOOD
+            .replace("Connection: Upgrade", "Connection: keep-alive, Upgrade")
+            .replace("Upgrade: websocket", "Upgrade: WebSocket");
+        assert!(check(&firefox).is_ok());
+    }
+
+    #[test]
+    fn refuses_each_violation_with_the_right_status() {
+        let cases: &[(&str, &str, u16)] = &[
+            ("GET /chat", "POST /chat", 405),
+            ("HTTP/1.1\r\nHost", "HTTP/1.0\r\nHost", 505),
+            ("Host: server.example.com\r\n", "", 400),
+            ("Upgrade: websocket", "Upgrade: h2c", 400),
+            ("Connection: Upgrade", "Connection: keep-alive", 400),
+            ("Version: 13", "Version: 8", 426),
+            ("Sec-WebSocket-Version: 13\r\n", "", 400),
+            ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ==", 400),
+            ("dGhlIHNhbXBsZSBub25jZQ==", "not base64!", 400),
+            ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 400),
+        ];
+        for (from, to, status) in cases {
+            let raw = GOOD.replacen(from, to, 1);
+            assert_eq!(check(&raw), Err(*status), "{from} -> {to}");
+        }
+        let twice = GOOD.replace("Host: server", "Host: a\r\nHost: server");
+        assert_eq!(check(&twice), Err(400));
+        let plain = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(check(plain), Err(426));
+    }
+
+    #[test]
+    fn rejection_is_a_complete_http_response() {
+        let bytes = Rejection::new(403, "no").header("X-A", "b").header("Bad\r\n", "x").to_bytes();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"));
+        assert!(text.contains("Content-Length: 2\r\n"));
+        assert!(text.contains("X-A: b\r\n"));
+        assert!(!text.contains("Bad"));
+        assert!(text.ends_with("\r\n\r\nno"));
+    }
+}

@@ -1,0 +1,271 @@
+//! HTTP/1.1 head parsing for the opening handshake (RFC 9112 §2-5), as pure functions.
+//!
+//! Only what the handshake needs: a start line and header fields, bounded in size and count.
+//! Lines may end in CRLF or a bare LF (RFC 9112 §2.2). Obsolete line folding, header names
+//! that are not tokens, whitespace before the colon, control characters and non-UTF-8 values
+//! are refused rather than guessed at.
+
+use crate::error::HandshakeError;
+
+/// HTTP header fields in the order received. Names compare case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    fields: Vec<(String, String)>,
+}
+
+impl Headers {
+    /// An empty header list.
+    pub fn new() -> Self {
+        Headers::default()
+    }
+
+    /// The value of the first field called `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The values of every field called `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How many fields called `name` there are.
+    pub fn count(&self, name: &str) -> usize {
+        self.fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    /// The comma-separated elements of every field called `name`, trimmed, empty ones
+    /// skipped (RFC 9110 §5.6.1).
+    pub fn list<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.get_all(name)
+            .flat_map(|v| v.split(','))
+            .map(|item| item.trim_matches([' ', '\t']))
+            .filter(|item| !item.is_empty())
+    }
+
+    /// Whether the list header `name` contains `token`, compared case-insensitively
+    /// (e.g. `Connection: keep-alive, Upgrade` contains `upgrade`).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.list(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+
+    /// All fields as (name, value) pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    pub(crate) fn push(&mut self, name: &str, value: &str) {
+        self.fields.push((name.to_owned(), value.to_owned()));
+    }
+}
+
+/// Finds the end of an HTTP head (the blank line) in `buf`, scanning from `*scanned` and
+/// remembering where to resume, so feeding a head one byte at a time stays linear.
+/// Returns the head's length including the blank line.
+pub fn find_head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
+    let mut i = *scanned;
+    while let Some(pos) = buf.get(i..).and_then(|rest| rest.iter().position(|&b| b == b'\n')) {
+        let nl = i + pos;
+        match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => return Some(nl + 2),
+            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
+            // Not enough bytes to decide: look at this newline again next time.
+            Some([] | [b'\r']) => {
+                *scanned = nl;
+                return None;
+            }
+            _ => i = nl + 1,
+        }
+    }
+    *scanned = buf.len();
+    None
+}
+
+/// Checks `buf` (the bytes received so far) for a complete head within the limits.
+/// Returns the head's length, `None` if more bytes are needed, or an error.
+pub fn check_head(
+    buf: &[u8],
+    scanned: &mut usize,
+    max_size: usize,
+) -> Result<Option<usize>, HandshakeError> {
+    match find_head_end(buf, scanned) {
+        Some(end) if end > max_size => Err(HandshakeError::HeadTooLarge),
+        Some(end) => Ok(Some(end)),
+        None if buf.len() >= max_size => Err(HandshakeError::HeadTooLarge),
+        None => Ok(None),
+    }
+}
+
+/// A parsed head: the start line and the header fields.
+#[derive(Debug)]
+pub struct Head<'a> {
+    /// The request line or status line.
+    pub start_line: &'a str,
+    /// The header fields.
+    pub headers: Headers,
+}
+
+/// Parses a complete head (as delimited by [`find_head_end`]).
+pub fn parse_head(head: &[u8], max_headers: usize) -> Result<Head<'_>, HandshakeError> {
+    let text = std::str::from_utf8(head)
+        .map_err(|_| HandshakeError::Malformed("head is not valid UTF-8"))?;
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let start_line = lines.next().unwrap_or_default();
+    let mut headers = Headers::new();
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            return Err(HandshakeError::Malformed("obsolete line folding"));
+        }
+        if headers.len() == max_headers {
+            return Err(HandshakeError::TooManyHeaders);
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or(HandshakeError::Malformed("header line without a colon"))?;
+        if name.is_empty() || !name.bytes().all(is_tchar) {
+            return Err(HandshakeError::Malformed("invalid header name"));
+        }
+        let value = value.trim_matches([' ', '\t']);
+        if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(HandshakeError::Malformed("control character in header value"));
+        }
+        headers.push(name, value);
+    }
+    if start_line.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(HandshakeError::Malformed("control character in start line"));
+    }
+    Ok(Head {
+        start_line,
+        headers,
+    })
+}
+
+/// Parses `HTTP/1.1` into (major, minor).
+pub fn parse_version(v: &str) -> Option<(u8, u8)> {
+    let digits = v.strip_prefix("HTTP/")?.as_bytes();
+    match digits {
+        [maj, b'.', min] if maj.is_ascii_digit() && min.is_ascii_digit() => {
+            Some((maj - b'0', min - b'0'))
+        }
+        // HTTP/2 and HTTP/3 spell themselves without a minor version.
+        [maj] if maj.is_ascii_digit() => Some((maj - b'0', 0)),
+        _ => None,
+    }
+}
+
+/// A "token" character (RFC 9110 §5.6.2), as used in header names and methods.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether `s` may be sent as a header name.
+pub fn is_valid_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
+/// Whether `s` may be sent as a header value (no CR, LF or other controls but tab).
+pub fn is_valid_value(s: &str) -> bool {
+    s.bytes().all(|b| b >= 0x20 && b != 0x7f || b == b'\t')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_end_byte_by_byte_and_at_once() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nEXTRA";
+        let mut scanned = 0;
+        assert_eq!(find_head_end(head, &mut scanned), Some(head.len() - 5));
+        let mut scanned = 0;
+        let mut found = None;
+        for n in 0..=head.len() {
+            if let Some(end) = find_head_end(&head[..n], &mut scanned) {
+                found = Some((n, end));
+                break;
+            }
+        }
+        assert_eq!(found, Some((head.len() - 5, head.len() - 5)));
+        let mut scanned = 0;
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost: a\n\n", &mut scanned), Some(24));
+    }
+
+    #[test]
+    fn enforces_size_limit() {
+        let mut scanned = 0;
+        assert_eq!(
+            check_head(&[b'a'; 100], &mut scanned, 100),
+            Err(HandshakeError::HeadTooLarge)
+        );
+        let mut scanned = 0;
+        assert_eq!(check_head(b"GET / HTTP/1.1\r\n\r\n", &mut scanned, 18), Ok(Some(18)));
+        let mut scanned = 0;
+        assert_eq!(
+            check_head(b"GET / HTTP/1.1\r\n\r\n", &mut scanned, 17),
+            Err(HandshakeError::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn parses_headers_and_token_lists() {
+        let head = b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
+                     Sec-WebSocket-Protocol: a, b\r\nsec-websocket-protocol:c\r\n\r\n";
+        let h = parse_head(head, 10).unwrap();
+        assert_eq!(h.start_line, "GET /chat HTTP/1.1");
+        assert!(h.headers.has_token("connection", "UPGRADE"));
+        assert!(!h.headers.has_token("connection", "close"));
+        let protos: Vec<_> = h.headers.list("Sec-WebSocket-Protocol").collect();
+        assert_eq!(protos, ["a", "b", "c"]);
+        assert_eq!(h.headers.get("HOST"), Some("x"));
+    }
+
+    #[test]
+    fn refuses_malformed_heads() {
+        let bad: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\x01b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: \xff\r\n\r\n",
+        ];
+        for head in bad {
+            assert!(parse_head(head, 10).is_err(), "{:?}", String::from_utf8_lossy(head));
+        }
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(11));
+        assert_eq!(
+            parse_head(many.as_bytes(), 10).unwrap_err(),
+            HandshakeError::TooManyHeaders
+        );
+    }
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(parse_version("HTTP/1.1"), Some((1, 1)));
+        assert_eq!(parse_version("HTTP/1.0"), Some((1, 0)));
+        assert_eq!(parse_version("HTTP/2"), Some((2, 0)));
+        assert_eq!(parse_version("HTTP/1.10"), None);
+        assert_eq!(parse_version("HTTPS/1.1"), None);
+    }
+}

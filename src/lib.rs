@@ -1,0 +1,99 @@
+//! A blocking, dependency-light WebSocket (RFC 6455) library: client and server over any
+//! `Read + Write` stream, one thread per connection, no async runtime.
+//!
+//! The only dependencies are `sha1_smol` and `base64` (for the handshake's accept key); the
+//! rest is `std`, without `unsafe`.
+//!
+//! # Server
+//!
+//! ```no_run
+//! use std::net::TcpListener;
+//! use std::thread;
+//!
+//! let listener = TcpListener::bind("127.0.0.1:9001")?;
+//! for stream in listener.incoming() {
+//!     let stream = stream?;
+//!     thread::spawn(move || -> Result<(), stdws::Error> {
+//!         let mut ws = stdws::accept(stream)?;
+//!         loop {
+//!             match ws.read()? {
+//!                 msg @ (stdws::Message::Text(_) | stdws::Message::Binary(_)) => ws.send(msg)?,
+//!                 stdws::Message::Close(_) => return Ok(()), // closing handshake done
+//!                 _ => {}                                    // pings are answered for us
+//!             }
+//!         }
+//!     });
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Client
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! let (mut ws, _response) = stdws::connect("ws://127.0.0.1:9001/chat")?;
+//! ws.send_text("hello")?;
+//! if let stdws::Message::Text(reply) = ws.read()? {
+//!     println!("{reply}");
+//! }
+//! ws.close_and_wait(1000, "bye", Duration::from_secs(5))?;
+//! # Ok::<(), stdws::Error>(())
+//! ```
+//!
+//! # Layout
+//!
+//! The protocol rules are pure functions over byte slices, unit-tested and fuzzable without
+//! a socket: [`frame`] (header codec), `mask`, `utf8` (fail-fast validation),
+//! [`close`] (codes), `http` (head parsing), [`handshake`] (server and client rules). The
+//! [`WebSocket`] type is the thin I/O layer on top.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod close;
+mod config;
+mod error;
+pub mod frame;
+pub mod handshake;
+mod http;
+mod mask;
+mod message;
+mod rand;
+mod receiver;
+mod sender;
+mod socket;
+mod url;
+mod utf8;
+mod websocket;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+pub use crate::close::{CloseCode, CloseFrame};
+pub use crate::config::Config;
+pub use crate::error::{CapacityError, Error, HandshakeError, ProtocolError, Result, UrlError};
+pub use crate::handshake::client::ClientBuilder;
+pub use crate::handshake::server::{accept, accept_with, Rejection, UpgradeResponse};
+pub use crate::handshake::{Request, Response};
+pub use crate::http::Headers;
+pub use crate::mask::apply_mask;
+pub use crate::message::Message;
+pub use crate::socket::Socket;
+pub use crate::websocket::{Role, WebSocket};
+
+/// Connects to a `ws://` URL over TCP and performs the client handshake, with the defaults
+/// of [`ClientBuilder`] (10 s connect and handshake timeouts, `TCP_NODELAY`). Returns the
+/// connection and the server's 101 response.
+///
+/// For headers, subprotocols or other options use [`ClientBuilder`]; for `wss://` open a TLS
+/// stream yourself and use [`client`].
+pub fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response)> {
+    ClientBuilder::new(url).connect()
+}
+
+/// Performs the client handshake for `url` over a `stream` the caller already connected
+/// (a TLS stream for `wss://`, a Unix socket, ...).
+pub fn client<T: Read + Write>(url: &str, stream: T) -> Result<(WebSocket<T>, Response)> {
+    ClientBuilder::new(url).client(stream)
+}

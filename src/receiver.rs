@@ -1,0 +1,374 @@
+//! Incoming bytes to messages (RFC 6455 §5.2-5.6): frame checks, unmasking, reassembly of
+//! fragments and fail-fast UTF-8 validation.
+//!
+//! The receiver owns a fixed-size read buffer. Payload bytes are unmasked, validated and
+//! moved into the message as soon as they are in the buffer, so the buffer never has to
+//! hold a whole frame and never grows; only a frame header and a control frame (at most
+//! 14 + 125 bytes) must ever fit in it at once. Nothing is reserved from a frame's declared
+//! length: the message grows as its bytes arrive. All state lives in the struct, so a read
+//! that fails with `WouldBlock` loses nothing and the next call continues mid-frame.
+//!
+//! [`Receiver::poll`] works on buffered bytes only (no I/O); [`Receiver::fill`] is the only
+//! place that reads from the stream.
+
+use std::io::{self, Read};
+
+use crate::close::{parse_close_payload, CloseFrame};
+use crate::config::Config;
+use crate::error::{CapacityError, Error, ProtocolError};
+use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::mask::apply_mask;
+use crate::message::Message;
+use crate::utf8::TextBuilder;
+
+/// Smallest read buffer: a header plus a whole control frame must fit.
+const MIN_BUFFER: usize = 256;
+const _: () = assert!(MIN_BUFFER >= MAX_HEADER_LEN + MAX_CONTROL_PAYLOAD);
+
+/// What one call to [`Receiver::poll`] produced.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A complete text or binary message.
+    Data(Message),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<CloseFrame>),
+}
+
+/// A data frame whose payload is still arriving.
+#[derive(Debug)]
+struct DataFrame {
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    /// Payload bytes already consumed, for the mask's phase.
+    offset: usize,
+}
+
+/// A message being reassembled.
+#[derive(Debug)]
+enum Partial {
+    Text(TextBuilder),
+    Binary(Vec<u8>),
+}
+
+impl Partial {
+    fn len(&self) -> usize {
+        match self {
+            Partial::Text(t) => t.len(),
+            Partial::Binary(b) => b.len(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    /// Server role: frames must be masked. Client role: frames must not be.
+    expect_masked: bool,
+    buf: Vec<u8>,
+    /// Unprocessed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    buffer_size: usize,
+    frame: Option<DataFrame>,
+    message: Option<Partial>,
+    max_frame: u64,
+    max_message: u64,
+}
+
+impl Receiver {
+    /// A receiver whose buffer starts with `initial` (bytes that arrived with the handshake).
+    pub fn new(expect_masked: bool, config: &Config, mut initial: Vec<u8>) -> Receiver {
+        let buffer_size = config.read_buffer_size.max(MIN_BUFFER);
+        let end = initial.len();
+        if end > 0 {
+            initial.resize(end.max(buffer_size), 0);
+        }
+        let limit = |l: Option<usize>| l.map_or(u64::MAX, |n| n as u64);
+        Receiver {
+            expect_masked,
+            buf: initial,
+            start: 0,
+            end,
+            buffer_size,
+            frame: None,
+            message: None,
+            max_frame: limit(config.max_frame_size),
+            max_message: limit(config.max_message_size),
+        }
+    }
+
+    /// Processes buffered bytes. Returns the next message or control frame, `None` if more
+    /// input is needed, or the peer's protocol violation.
+    pub fn poll(&mut self) -> Result<Option<Incoming>, Error> {
+        loop {
+            if let Some(frame) = &mut self.frame {
+                let n = frame.remaining.min((self.end - self.start) as u64) as usize;
+                if n == 0 && frame.remaining > 0 {
+                    return Ok(None);
+                }
+                let chunk = &mut self.buf[self.start..self.start + n];
+                if let Some(key) = frame.mask {
+                    apply_mask(chunk, key, frame.offset);
+                }
+                frame.offset += n;
+                frame.remaining -= n as u64;
+                self.start += n;
+                match self.message.as_mut() {
+                    Some(Partial::Text(text)) => text.push(chunk).map_err(|_| Error::Utf8)?,
+                    Some(Partial::Binary(bytes)) => bytes.extend_from_slice(chunk),
+                    None => unreachable!("a data frame always belongs to a message"),
+                }
+                if frame.remaining == 0 {
+                    let fin = frame.fin;
+                    self.frame = None;
+                    if fin {
+                        return self.finish_message().map(Some);
+                    }
+                }
+                continue;
+            }
+            let Some((header, header_len)) = FrameHeader::parse(&self.buf[self.start..self.end])?
+            else {
+                return Ok(None);
+            };
+            self.check_header(&header)?;
+            if header.opcode.is_control() {
+                // Control payloads are at most 125 bytes: wait until the whole frame is here.
+                let total = header_len + header.payload_len as usize;
+                if self.end - self.start < total {
+                    return Ok(None);
+                }
+                let payload = &mut self.buf[self.start + header_len..self.start + total];
+                if let Some(key) = header.mask {
+                    apply_mask(payload, key, 0);
+                }
+                self.start += total;
+                return Ok(Some(match header.opcode {
+                    OpCode::Ping => Incoming::Ping(payload.to_vec()),
+                    OpCode::Pong => Incoming::Pong(payload.to_vec()),
+                    _ => Incoming::Close(parse_close_payload(payload)?),
+                }));
+            }
+            self.start_data_frame(&header)?;
+            self.start += header_len;
+        }
+    }
+
+    /// Reads more bytes from `stream` into the buffer. `Ok(0)` is end of stream.
+    pub fn fill<R: Read>(&mut self, stream: &mut R) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.buffer_size];
+        }
+        if self.start > 0 {
+            // Only a partial header or control frame is left (data is consumed as it comes):
+            // move it to the front so the read gets the rest of the buffer.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let space = &mut self.buf[self.end..];
+        let n = stream.read(space)?.min(space.len());
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Drops buffered input (used while waiting for the peer's EOF after the close).
+    pub fn discard_buffered(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    fn check_header(&self, header: &FrameHeader) -> Result<(), Error> {
+        if header.rsv != 0 {
+            return Err(ProtocolError::ReservedBits.into());
+        }
+        match (self.expect_masked, header.mask.is_some()) {
+            (true, false) => Err(ProtocolError::UnmaskedFrame.into()),
+            (false, true) => Err(ProtocolError::MaskedFrame.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn start_data_frame(&mut self, header: &FrameHeader) -> Result<(), Error> {
+        match (header.opcode, &self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation.into()),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation.into())
+            }
+            _ => {}
+        }
+        if header.payload_len > self.max_frame {
+            return Err(CapacityError::FrameTooLarge {
+                size: header.payload_len,
+                max: self.max_frame as usize,
+            }
+            .into());
+        }
+        let so_far = self.message.as_ref().map_or(0, Partial::len) as u64;
+        let total = so_far.saturating_add(header.payload_len);
+        if total > self.max_message {
+            return Err(CapacityError::MessageTooLarge {
+                size: total,
+                max: self.max_message as usize,
+            }
+            .into());
+        }
+        match header.opcode {
+            OpCode::Text => self.message = Some(Partial::Text(TextBuilder::default())),
+            OpCode::Binary => self.message = Some(Partial::Binary(Vec::new())),
+            _ => {}
+        }
+        self.frame = Some(DataFrame {
+            fin: header.fin,
+            mask: header.mask,
+            remaining: header.payload_len,
+            offset: 0,
+        });
+        Ok(())
+    }
+
+    fn finish_message(&mut self) -> Result<Incoming, Error> {
+        let message = match self.message.take() {
+            Some(Partial::Text(mut text)) => Message::Text(text.finish().map_err(|_| Error::Utf8)?),
+            Some(Partial::Binary(bytes)) => Message::Binary(bytes),
+            None => unreachable!("finish_message is only called for a started message"),
+        };
+        Ok(Incoming::Data(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::close::CloseCode;
+
+    /// Encodes one frame as a client would (masked) or a server would (unmasked).
+    fn frame(fin: bool, op: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode: OpCode::from_u8(op).unwrap(),
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut out = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut out);
+        let mut v = out[..n].to_vec();
+        let start = v.len();
+        v.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut v[start..], key, 0);
+        }
+        v
+    }
+
+    /// Feeds `bytes` in pieces of `step` and collects everything until an error.
+    fn run(server: bool, config: &Config, bytes: &[u8], step: usize) -> (Vec<Incoming>, Option<Error>) {
+        let mut r = Receiver::new(server, config, Vec::new());
+        let mut out = Vec::new();
+        let mut input = bytes;
+        loop {
+            match r.poll() {
+                Ok(Some(i)) => out.push(i),
+                Ok(None) if input.is_empty() => return (out, None),
+                Ok(None) => {
+                    let take = step.min(input.len());
+                    let mut piece = &input[..take];
+                    r.fill(&mut piece).unwrap();
+                    input = &input[take..];
+                }
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn reassembles_fragments_with_interleaved_control_at_any_chunking() {
+        let key = Some([9, 8, 7, 6]);
+        let mut wire = frame(false, 1, "Hé".as_bytes(), key);
+        wire.extend(frame(true, 9, b"ping!", key));
+        wire.extend(frame(false, 0, &"llo wörld".as_bytes()[..3], key));
+        wire.extend(frame(true, 0, &"llo wörld".as_bytes()[3..], key));
+        wire.extend(frame(true, 2, &[0u8; 300], key));
+        for step in [1, 2, 3, 7, 64, 1000] {
+            let (out, err) = run(true, &Config::default(), &wire, step);
+            assert!(err.is_none(), "step {step}: {err:?}");
+            assert!(matches!(&out[0], Incoming::Ping(p) if p == b"ping!"));
+            assert!(matches!(&out[1], Incoming::Data(Message::Text(t)) if t == "Héllo wörld"));
+            assert!(matches!(&out[2], Incoming::Data(Message::Binary(b)) if b.len() == 300));
+        }
+    }
+
+    #[test]
+    fn every_length_boundary_round_trips() {
+        for len in [0usize, 1, 125, 126, 127, 65535, 65536, 70000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let (out, err) = run(false, &Config::default(), &frame(true, 2, &payload, None), 4096);
+            assert!(err.is_none());
+            assert!(matches!(&out[..], [Incoming::Data(Message::Binary(b))] if *b == payload), "len {len}");
+        }
+    }
+
+    #[test]
+    fn enforces_masking_by_role() {
+        let (_, err) = run(true, &Config::default(), &frame(true, 1, b"x", None), 100);
+        assert!(matches!(err, Some(Error::Protocol(ProtocolError::UnmaskedFrame))));
+        let (_, err) = run(false, &Config::default(), &frame(true, 1, b"x", Some([1; 4])), 100);
+        assert!(matches!(err, Some(Error::Protocol(ProtocolError::MaskedFrame))));
+    }
+
+    #[test]
+    fn refuses_fragmentation_errors_and_reserved_bits() {
+        let c = Config::default();
+        let (_, err) = run(false, &c, &frame(true, 0, b"x", None), 100);
+        assert!(matches!(err, Some(Error::Protocol(ProtocolError::UnexpectedContinuation))));
+        let mut wire = frame(false, 1, b"x", None);
+        wire.extend(frame(true, 2, b"y", None));
+        let (_, err) = run(false, &c, &wire, 100);
+        assert!(matches!(err, Some(Error::Protocol(ProtocolError::ExpectedContinuation))));
+        let mut rsv = frame(true, 1, b"x", None);
+        rsv[0] |= 0x40;
+        let (_, err) = run(false, &c, &rsv, 100);
+        assert!(matches!(err, Some(Error::Protocol(ProtocolError::ReservedBits))));
+    }
+
+    #[test]
+    fn fails_fast_on_invalid_utf8_before_the_frame_ends() {
+        // A 1000-byte text frame whose 3rd byte is invalid: the error must come after the
+        // first few bytes arrive, long before the frame is complete.
+        let mut payload = vec![b'a'; 1000];
+        payload[2] = 0xFF;
+        let wire = frame(true, 1, &payload, None);
+        let mut r = Receiver::new(false, &Config::default(), Vec::new());
+        let mut first = &wire[..10];
+        r.fill(&mut first).unwrap();
+        assert!(matches!(r.poll(), Err(Error::Utf8)));
+        // Truncated sequence at the end of a message: 1007 at FIN.
+        let mut wire = frame(false, 1, &[b'a', 0xE2], None);
+        wire.extend(frame(true, 0, &[0x82], None));
+        let (_, err) = run(false, &Config::default(), &wire, 100);
+        assert!(matches!(err, Some(Error::Utf8)));
+    }
+
+    #[test]
+    fn limits_are_checked_from_headers_before_payload() {
+        let c = Config::default().max_frame_size(Some(100)).max_message_size(Some(150));
+        // Header only, announcing 2^62 bytes: refused without any payload.
+        let huge = [0x82, 127, 0x40, 0, 0, 0, 0, 0, 0, 0];
+        let (_, err) = run(false, &c, &huge, 100);
+        assert!(matches!(err, Some(Error::Capacity(CapacityError::FrameTooLarge { .. }))));
+        let mut wire = frame(false, 2, &[0; 100], None);
+        wire.extend(frame(true, 0, &[0; 51], None));
+        let (_, err) = run(false, &c, &wire, 1000);
+        assert!(matches!(err, Some(Error::Capacity(CapacityError::MessageTooLarge { size: 151, .. }))));
+    }
+
+    #[test]
+    fn parses_close_frames() {
+        let (out, _) = run(false, &Config::default(), &frame(true, 8, &[0x03, 0xe8, b'b', b'y', b'e'], None), 1);
+        assert!(matches!(&out[..], [Incoming::Close(Some(f))] if f.code == CloseCode::NORMAL && f.reason == "bye"));
+        let (_, err) = run(false, &Config::default(), &frame(true, 8, &[0x03], None), 100);
+        assert!(matches!(err, Some(Error::Protocol(ProtocolError::InvalidClosePayload))));
+    }
+}

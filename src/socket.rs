@@ -1,0 +1,68 @@
+//! Socket controls that the deadline-bound helpers need and `Read + Write` does not offer.
+
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+/// Read/write timeouts and shutdown of the transport under a stream.
+///
+/// Implemented for `TcpStream` and (on Unix) `UnixStream`, and for references to them. It
+/// lets [`WebSocket::close_and_wait`](crate::WebSocket::close_and_wait) enforce a deadline
+/// and close the transport. Implement it for your own stream type (a TLS wrapper, say) by
+/// forwarding to the socket inside.
+pub trait Socket {
+    /// Sets the read timeout (`None`: block forever).
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// The current read timeout.
+    fn read_timeout(&self) -> io::Result<Option<Duration>>;
+    /// Sets the write timeout (`None`: block forever).
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// The current write timeout.
+    fn write_timeout(&self) -> io::Result<Option<Duration>>;
+    /// Shuts down both directions of the transport.
+    fn shutdown(&self) -> io::Result<()>;
+}
+
+macro_rules! impl_socket {
+    ($ty:ty) => {
+        impl Socket for $ty {
+            fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+                <$ty>::set_read_timeout(self, timeout)
+            }
+            fn read_timeout(&self) -> io::Result<Option<Duration>> {
+                <$ty>::read_timeout(self)
+            }
+            fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+                <$ty>::set_write_timeout(self, timeout)
+            }
+            fn write_timeout(&self) -> io::Result<Option<Duration>> {
+                <$ty>::write_timeout(self)
+            }
+            fn shutdown(&self) -> io::Result<()> {
+                <$ty>::shutdown(self, Shutdown::Both)
+            }
+        }
+    };
+}
+
+impl_socket!(TcpStream);
+#[cfg(unix)]
+impl_socket!(std::os::unix::net::UnixStream);
+
+impl<S: Socket + ?Sized> Socket for &S {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        (**self).read_timeout()
+    }
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_write_timeout(timeout)
+    }
+    fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        (**self).write_timeout()
+    }
+    fn shutdown(&self) -> io::Result<()> {
+        (**self).shutdown()
+    }
+}
