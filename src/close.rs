@@ -151,7 +151,9 @@ mod tests {
 
     #[test]
     fn valid_codes_match_rfc_ranges() {
-        let valid = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999];
+        let valid = [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+        ];
         let invalid = [
             0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
         ];
@@ -170,7 +172,9 @@ mod tests {
             parse_close_payload(&[3]),
             Err(Error::Protocol(ProtocolError::InvalidClosePayload))
         ));
-        let f = parse_close_payload(&[0x03, 0xe8, b'o', b'k']).unwrap().unwrap();
+        let f = parse_close_payload(&[0x03, 0xe8, b'o', b'k'])
+            .unwrap()
+            .unwrap();
         assert_eq!(f, CloseFrame::new(1000, "ok"));
         assert!(matches!(
             parse_close_payload(&[0x03, 0xed]),
@@ -184,8 +188,12 @@ mod tests {
 
     #[test]
     fn sendable_checks_code_and_reason_length() {
-        assert!(CloseFrame::new(1000, "x".repeat(123)).check_sendable().is_ok());
-        assert!(CloseFrame::new(1000, "x".repeat(124)).check_sendable().is_err());
+        assert!(CloseFrame::new(1000, "x".repeat(123))
+            .check_sendable()
+            .is_ok());
+        assert!(CloseFrame::new(1000, "x".repeat(124))
+            .check_sendable()
+            .is_err());
         assert!(CloseFrame::new(1006, "").check_sendable().is_err());
         assert!(CloseFrame::new(4999, "").check_sendable().is_ok());
     }

@@ -189,7 +189,11 @@ mod tests {
         let n = h.encode(&mut out);
         // Every strict prefix is "need more", the whole header decodes to the same value.
         for cut in 0..n {
-            assert_eq!(FrameHeader::parse(&out[..cut]).unwrap(), None, "prefix {cut}");
+            assert_eq!(
+                FrameHeader::parse(&out[..cut]).unwrap(),
+                None,
+                "prefix {cut}"
+            );
         }
         assert_eq!(FrameHeader::parse(&out[..n]).unwrap(), Some((h, n)));
         n
@@ -224,7 +228,10 @@ mod tests {
     fn decodes_rfc_examples() {
         // RFC 6455 §5.7: unmasked "Hello" and masked "Hello".
         let (h, n) = FrameHeader::parse(&[0x81, 0x05, 0x48]).unwrap().unwrap();
-        assert_eq!((h.fin, h.opcode, h.payload_len, h.mask, n), (true, OpCode::Text, 5, None, 2));
+        assert_eq!(
+            (h.fin, h.opcode, h.payload_len, h.mask, n),
+            (true, OpCode::Text, 5, None, 2)
+        );
         let (h, n) = FrameHeader::parse(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d])
             .unwrap()
             .unwrap();

@@ -83,7 +83,10 @@ impl Headers {
 /// Returns the head's length including the blank line.
 pub fn find_head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
     let mut i = *scanned;
-    while let Some(pos) = buf.get(i..).and_then(|rest| rest.iter().position(|&b| b == b'\n')) {
+    while let Some(pos) = buf
+        .get(i..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+    {
         let nl = i + pos;
         match buf.get(nl + 1..) {
             Some([b'\n', ..]) => return Some(nl + 2),
@@ -149,7 +152,9 @@ pub fn parse_head(head: &[u8], max_headers: usize) -> Result<Head<'_>, Handshake
         }
         let value = value.trim_matches([' ', '\t']);
         if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-            return Err(HandshakeError::Malformed("control character in header value"));
+            return Err(HandshakeError::Malformed(
+                "control character in header value",
+            ));
         }
         headers.push(name, value);
     }
@@ -209,7 +214,10 @@ mod tests {
         }
         assert_eq!(found, Some((head.len() - 5, head.len() - 5)));
         let mut scanned = 0;
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost: a\n\n", &mut scanned), Some(24));
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\nHost: a\n\n", &mut scanned),
+            Some(24)
+        );
     }
 
     #[test]
@@ -220,7 +228,10 @@ mod tests {
             Err(HandshakeError::HeadTooLarge)
         );
         let mut scanned = 0;
-        assert_eq!(check_head(b"GET / HTTP/1.1\r\n\r\n", &mut scanned, 18), Ok(Some(18)));
+        assert_eq!(
+            check_head(b"GET / HTTP/1.1\r\n\r\n", &mut scanned, 18),
+            Ok(Some(18))
+        );
         let mut scanned = 0;
         assert_eq!(
             check_head(b"GET / HTTP/1.1\r\n\r\n", &mut scanned, 17),
@@ -251,7 +262,11 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: \xff\r\n\r\n",
         ];
         for head in bad {
-            assert!(parse_head(head, 10).is_err(), "{:?}", String::from_utf8_lossy(head));
+            assert!(
+                parse_head(head, 10).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
         }
         let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(11));
         assert_eq!(

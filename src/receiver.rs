@@ -192,7 +192,9 @@ impl Receiver {
 
     fn start_data_frame(&mut self, header: &FrameHeader) -> Result<(), Error> {
         match (header.opcode, &self.message) {
-            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation.into()),
+            (OpCode::Continuation, None) => {
+                return Err(ProtocolError::UnexpectedContinuation.into())
+            }
             (OpCode::Text | OpCode::Binary, Some(_)) => {
                 return Err(ProtocolError::ExpectedContinuation.into())
             }
@@ -264,7 +266,12 @@ mod tests {
     }
 
     /// Feeds `bytes` in pieces of `step` and collects everything until an error.
-    fn run(server: bool, config: &Config, bytes: &[u8], step: usize) -> (Vec<Incoming>, Option<Error>) {
+    fn run(
+        server: bool,
+        config: &Config,
+        bytes: &[u8],
+        step: usize,
+    ) -> (Vec<Incoming>, Option<Error>) {
         let mut r = Receiver::new(server, config, Vec::new());
         let mut out = Vec::new();
         let mut input = bytes;
@@ -304,33 +311,61 @@ mod tests {
     fn every_length_boundary_round_trips() {
         for len in [0usize, 1, 125, 126, 127, 65535, 65536, 70000] {
             let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let (out, err) = run(false, &Config::default(), &frame(true, 2, &payload, None), 4096);
+            let (out, err) = run(
+                false,
+                &Config::default(),
+                &frame(true, 2, &payload, None),
+                4096,
+            );
             assert!(err.is_none());
-            assert!(matches!(&out[..], [Incoming::Data(Message::Binary(b))] if *b == payload), "len {len}");
+            assert!(
+                matches!(&out[..], [Incoming::Data(Message::Binary(b))] if *b == payload),
+                "len {len}"
+            );
         }
     }
 
     #[test]
     fn enforces_masking_by_role() {
         let (_, err) = run(true, &Config::default(), &frame(true, 1, b"x", None), 100);
-        assert!(matches!(err, Some(Error::Protocol(ProtocolError::UnmaskedFrame))));
-        let (_, err) = run(false, &Config::default(), &frame(true, 1, b"x", Some([1; 4])), 100);
-        assert!(matches!(err, Some(Error::Protocol(ProtocolError::MaskedFrame))));
+        assert!(matches!(
+            err,
+            Some(Error::Protocol(ProtocolError::UnmaskedFrame))
+        ));
+        let (_, err) = run(
+            false,
+            &Config::default(),
+            &frame(true, 1, b"x", Some([1; 4])),
+            100,
+        );
+        assert!(matches!(
+            err,
+            Some(Error::Protocol(ProtocolError::MaskedFrame))
+        ));
     }
 
     #[test]
     fn refuses_fragmentation_errors_and_reserved_bits() {
         let c = Config::default();
         let (_, err) = run(false, &c, &frame(true, 0, b"x", None), 100);
-        assert!(matches!(err, Some(Error::Protocol(ProtocolError::UnexpectedContinuation))));
+        assert!(matches!(
+            err,
+            Some(Error::Protocol(ProtocolError::UnexpectedContinuation))
+        ));
         let mut wire = frame(false, 1, b"x", None);
         wire.extend(frame(true, 2, b"y", None));
         let (_, err) = run(false, &c, &wire, 100);
-        assert!(matches!(err, Some(Error::Protocol(ProtocolError::ExpectedContinuation))));
+        assert!(matches!(
+            err,
+            Some(Error::Protocol(ProtocolError::ExpectedContinuation))
+        ));
         let mut rsv = frame(true, 1, b"x", None);
         rsv[0] |= 0x40;
         let (_, err) = run(false, &c, &rsv, 100);
-        assert!(matches!(err, Some(Error::Protocol(ProtocolError::ReservedBits))));
+        assert!(matches!(
+            err,
+            Some(Error::Protocol(ProtocolError::ReservedBits))
+        ));
     }
 
     #[test]
@@ -353,22 +388,48 @@ mod tests {
 
     #[test]
     fn limits_are_checked_from_headers_before_payload() {
-        let c = Config::default().max_frame_size(Some(100)).max_message_size(Some(150));
+        let c = Config::default()
+            .max_frame_size(Some(100))
+            .max_message_size(Some(150));
         // Header only, announcing 2^62 bytes: refused without any payload.
         let huge = [0x82, 127, 0x40, 0, 0, 0, 0, 0, 0, 0];
         let (_, err) = run(false, &c, &huge, 100);
-        assert!(matches!(err, Some(Error::Capacity(CapacityError::FrameTooLarge { .. }))));
+        assert!(matches!(
+            err,
+            Some(Error::Capacity(CapacityError::FrameTooLarge { .. }))
+        ));
         let mut wire = frame(false, 2, &[0; 100], None);
         wire.extend(frame(true, 0, &[0; 51], None));
         let (_, err) = run(false, &c, &wire, 1000);
-        assert!(matches!(err, Some(Error::Capacity(CapacityError::MessageTooLarge { size: 151, .. }))));
+        assert!(matches!(
+            err,
+            Some(Error::Capacity(CapacityError::MessageTooLarge {
+                size: 151,
+                ..
+            }))
+        ));
     }
 
     #[test]
     fn parses_close_frames() {
-        let (out, _) = run(false, &Config::default(), &frame(true, 8, &[0x03, 0xe8, b'b', b'y', b'e'], None), 1);
-        assert!(matches!(&out[..], [Incoming::Close(Some(f))] if f.code == CloseCode::NORMAL && f.reason == "bye"));
-        let (_, err) = run(false, &Config::default(), &frame(true, 8, &[0x03], None), 100);
-        assert!(matches!(err, Some(Error::Protocol(ProtocolError::InvalidClosePayload))));
+        let (out, _) = run(
+            false,
+            &Config::default(),
+            &frame(true, 8, &[0x03, 0xe8, b'b', b'y', b'e'], None),
+            1,
+        );
+        assert!(
+            matches!(&out[..], [Incoming::Close(Some(f))] if f.code == CloseCode::NORMAL && f.reason == "bye")
+        );
+        let (_, err) = run(
+            false,
+            &Config::default(),
+            &frame(true, 8, &[0x03], None),
+            100,
+        );
+        assert!(matches!(
+            err,
+            Some(Error::Protocol(ProtocolError::InvalidClosePayload))
+        ));
     }
 }

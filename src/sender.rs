@@ -139,9 +139,12 @@ mod tests {
         assert_eq!(
             out,
             [
-                &[0x01, 4][..], b"abcd",
-                &[0x00, 4][..], b"efgh",
-                &[0x80, 2][..], b"ij",
+                &[0x01, 4][..],
+                b"abcd",
+                &[0x00, 4][..],
+                b"efgh",
+                &[0x80, 2][..],
+                b"ij",
             ]
             .concat()
         );
@@ -174,7 +177,11 @@ mod tests {
         let mut s = Sender::new(None, None);
         let payload: Vec<u8> = (0..200u8).collect();
         s.frame(OpCode::Binary, true, &payload);
-        let mut w = Choppy { out: Vec::new(), n: 3, block: false };
+        let mut w = Choppy {
+            out: Vec::new(),
+            n: 3,
+            block: false,
+        };
         let mut attempts = 0;
         while let Err(e) = s.flush(&mut w) {
             assert_eq!(e.kind(), ErrorKind::WouldBlock);

@@ -36,7 +36,9 @@ impl WsUrl {
         };
         let default_port = if secure { 443 } else { 80 };
         if rest.contains('#') {
-            return Err(UrlError::Malformed("fragments (#) are not allowed in WebSocket URLs"));
+            return Err(UrlError::Malformed(
+                "fragments (#) are not allowed in WebSocket URLs",
+            ));
         }
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, resource) = rest.split_at(split);
@@ -69,7 +71,11 @@ impl WsUrl {
             return Err(UrlError::MissingHost);
         }
         let is_v6 = authority.starts_with('[');
-        if !is_v6 && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)) {
+        if !is_v6
+            && !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b))
+        {
             return Err(UrlError::Malformed("invalid character in host"));
         }
         let port = match port_str {
@@ -133,7 +139,10 @@ mod tests {
     #[test]
     fn parses_hosts_ports_and_resources() {
         let u = parse("ws://example.com/chat?room=1");
-        assert_eq!((u.host.as_str(), u.port, u.resource.as_str()), ("example.com", 80, "/chat?room=1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.resource.as_str()),
+            ("example.com", 80, "/chat?room=1")
+        );
         assert_eq!(u.host_header, "example.com");
         let u = parse("wss://example.com");
         assert_eq!((u.secure, u.port, u.resource.as_str()), (true, 443, "/"));
@@ -141,7 +150,10 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("::1", 9001));
         assert_eq!(u.host_header, "[::1]:9001");
         let u = parse("WS://Host:80?x=1");
-        assert_eq!((u.port, u.resource.as_str(), u.host_header.as_str()), (80, "/?x=1", "Host"));
+        assert_eq!(
+            (u.port, u.resource.as_str(), u.host_header.as_str()),
+            (80, "/?x=1", "Host")
+        );
         let u = parse("ws://127.0.0.1:8080/a/ü");
         assert_eq!(u.resource, "/a/%C3%BC");
         assert_eq!(u.host_header, "127.0.0.1:8080");
@@ -151,7 +163,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_urls() {
-        assert_eq!(WsUrl::parse("http://x/"), Err(UrlError::UnsupportedScheme("http".into())));
+        assert_eq!(
+            WsUrl::parse("http://x/"),
+            Err(UrlError::UnsupportedScheme("http".into()))
+        );
         assert_eq!(WsUrl::parse("ws:///x"), Err(UrlError::MissingHost));
         assert_eq!(WsUrl::parse("ws://x:0/"), Err(UrlError::InvalidPort));
         assert_eq!(WsUrl::parse("ws://x:65536/"), Err(UrlError::InvalidPort));

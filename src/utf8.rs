@@ -54,7 +54,8 @@ impl TextBuilder {
             Err(e) => {
                 let (valid, rest) = bytes.split_at(e.valid_up_to());
                 // from_utf8 only accepted `valid`, so this conversion cannot fail.
-                self.text.push_str(str::from_utf8(valid).map_err(|_| InvalidUtf8)?);
+                self.text
+                    .push_str(str::from_utf8(valid).map_err(|_| InvalidUtf8)?);
                 if e.error_len().is_some() {
                     return Err(InvalidUtf8);
                 }

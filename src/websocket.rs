@@ -267,8 +267,11 @@ impl<T: Read + Write> WebSocket<T> {
                     // Echo the status code (RFC 6455 §5.5.1), or an empty body for an empty
                     // close.
                     let body = frame.as_ref().map(|f| f.code.as_u16().to_be_bytes());
-                    self.sender
-                        .frame(OpCode::Close, true, body.as_ref().map_or(&[][..], |b| &b[..]));
+                    self.sender.frame(
+                        OpCode::Close,
+                        true,
+                        body.as_ref().map_or(&[][..], |b| &b[..]),
+                    );
                     // A failure here is reported by the next call (still queued if WouldBlock).
                     let _ = self.sender.flush(&mut self.stream);
                 }
@@ -346,9 +349,7 @@ impl<T: Read + Write> WebSocket<T> {
         if self.sender.pending() > self.config.max_write_buffer_size {
             match self.flush_queued() {
                 Ok(()) => {}
-                Err(e) if e.is_would_block() => {
-                    return Err(CapacityError::WriteBufferFull.into())
-                }
+                Err(e) if e.is_would_block() => return Err(CapacityError::WriteBufferFull.into()),
                 Err(e) => return Err(e),
             }
         }
@@ -365,7 +366,9 @@ impl<T: Read + Write> WebSocket<T> {
 
     fn write_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
         if payload.len() > MAX_CONTROL_PAYLOAD {
-            return Err(Error::InvalidInput("control frame payload longer than 125 bytes"));
+            return Err(Error::InvalidInput(
+                "control frame payload longer than 125 bytes",
+            ));
         }
         self.queue(|s| s.frame(opcode, true, payload))
     }

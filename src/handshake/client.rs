@@ -184,7 +184,9 @@ impl ClientBuilder {
                 return Err(Error::InvalidInput("invalid request header name or value"));
             }
             if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-                return Err(Error::InvalidInput("request header reserved for the handshake"));
+                return Err(Error::InvalidInput(
+                    "request header reserved for the handshake",
+                ));
             }
             if name.eq_ignore_ascii_case("host") {
                 host = value;
@@ -301,17 +303,30 @@ mod tests {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let offered = vec!["a".to_owned(), "b".to_owned()];
         assert!(check_response(&response("", key), key, &offered).is_ok());
-        assert!(check_response(&response("Sec-WebSocket-Protocol: b\r\n", key), key, &offered).is_ok());
+        assert!(check_response(
+            &response("Sec-WebSocket-Protocol: b\r\n", key),
+            key,
+            &offered
+        )
+        .is_ok());
         assert!(matches!(
             check_response(&response("", key), "AAAAAAAAAAAAAAAAAAAAAA==", &offered),
             Err(Error::Handshake(HandshakeError::AcceptMismatch))
         ));
         assert!(matches!(
-            check_response(&response("Sec-WebSocket-Protocol: c\r\n", key), key, &offered),
+            check_response(
+                &response("Sec-WebSocket-Protocol: c\r\n", key),
+                key,
+                &offered
+            ),
             Err(Error::Handshake(HandshakeError::UnexpectedSubprotocol(_)))
         ));
         assert!(matches!(
-            check_response(&response("Sec-WebSocket-Protocol: a, b\r\n", key), key, &offered),
+            check_response(
+                &response("Sec-WebSocket-Protocol: a, b\r\n", key),
+                key,
+                &offered
+            ),
             Err(Error::Handshake(HandshakeError::UnexpectedSubprotocol(_)))
         ));
         assert!(matches!(
@@ -327,15 +342,22 @@ mod tests {
     #[test]
     fn builds_request_with_host_port_and_protocols() {
         let url = WsUrl::parse("ws://[::1]:9001/chat?x=1").unwrap();
-        let b = ClientBuilder::new("").subprotocol("a").subprotocol("b").header("Origin", "http://o");
+        let b = ClientBuilder::new("")
+            .subprotocol("a")
+            .subprotocol("b")
+            .header("Origin", "http://o");
         let head = b.request_head(&url, "KEY").unwrap();
         assert!(head.starts_with("GET /chat?x=1 HTTP/1.1\r\nHost: [::1]:9001\r\n"));
         assert!(head.contains("Sec-WebSocket-Protocol: a, b\r\n"));
         assert!(head.contains("Origin: http://o\r\n"));
         assert!(head.ends_with("\r\n\r\n"));
-        let bad = ClientBuilder::new("").header("Upgrade", "x").request_head(&url, "KEY");
+        let bad = ClientBuilder::new("")
+            .header("Upgrade", "x")
+            .request_head(&url, "KEY");
         assert!(matches!(bad, Err(Error::InvalidInput(_))));
-        let bad = ClientBuilder::new("").header("X", "a\r\nb").request_head(&url, "KEY");
+        let bad = ClientBuilder::new("")
+            .header("X", "a\r\nb")
+            .request_head(&url, "KEY");
         assert!(matches!(bad, Err(Error::InvalidInput(_))));
     }
 }

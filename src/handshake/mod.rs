@@ -205,7 +205,9 @@ pub(crate) fn read_head<T: Read>(
     loop {
         let len = buf.len();
         // Read at most a little past the limit: enough to see that a head is too large.
-        let chunk = (config.max_head_size + 1).saturating_sub(len).clamp(1, 4096);
+        let chunk = (config.max_head_size + 1)
+            .saturating_sub(len)
+            .clamp(1, 4096);
         buf.resize(len + chunk, 0);
         let result = stream.read(&mut buf[len..]);
         buf.truncate(len + *result.as_ref().unwrap_or(&0));

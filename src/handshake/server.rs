@@ -137,9 +137,12 @@ pub fn check_request(req: &Request) -> Result<&str, (Rejection, HandshakeError)>
     if headers.get("Upgrade").is_none() && headers.get("Sec-WebSocket-Key").is_none() {
         // A plain HTTP request (a browser opened the URL): say how to talk to us.
         return Err((
-            Rejection::new(426, "This is a WebSocket endpoint; connect with a WebSocket client.\n")
-                .header("Upgrade", "websocket")
-                .header("Connection", "Upgrade"),
+            Rejection::new(
+                426,
+                "This is a WebSocket endpoint; connect with a WebSocket client.\n",
+            )
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade"),
             HandshakeError::Header("missing Upgrade: websocket"),
         ));
     }
@@ -166,7 +169,10 @@ pub fn check_request(req: &Request) -> Result<&str, (Rejection, HandshakeError)>
             error,
         ));
     }
-    let key = match (headers.count("Sec-WebSocket-Key"), headers.get("Sec-WebSocket-Key")) {
+    let key = match (
+        headers.count("Sec-WebSocket-Key"),
+        headers.get("Sec-WebSocket-Key"),
+    ) {
         (1, Some(key)) => key,
         _ => return bad("exactly one Sec-WebSocket-Key header is required"),
     };
@@ -233,14 +239,22 @@ where
     let (mut buf, head_len) = match read_head(&mut stream, &config) {
         Ok(read) => read,
         Err(Error::Handshake(e @ HandshakeError::HeadTooLarge)) => {
-            return refuse(&mut stream, &Rejection::new(431, "Request head too large.\n"), e)
+            return refuse(
+                &mut stream,
+                &Rejection::new(431, "Request head too large.\n"),
+                e,
+            )
         }
         Err(e) => return Err(e),
     };
     let request = match Request::parse(&buf[..head_len], config.max_headers) {
         Ok(request) => request,
         Err(e) => {
-            let status = if e == HandshakeError::TooManyHeaders { 431 } else { 400 };
+            let status = if e == HandshakeError::TooManyHeaders {
+                431
+            } else {
+                400
+            };
             return refuse(&mut stream, &Rejection::new(status, format!("{e}.\n")), e);
         }
     };
@@ -274,7 +288,13 @@ where
     stream.flush()?;
     // Frames the client sent right behind its request stay buffered for `read`.
     buf.drain(..head_len);
-    Ok(WebSocket::from_handshake(stream, Role::Server, config, buf, None))
+    Ok(WebSocket::from_handshake(
+        stream,
+        Role::Server,
+        config,
+        buf,
+        None,
+    ))
 }
 
 /// Checks what the callback put into the 101.
@@ -296,7 +316,11 @@ fn check_response(req: &Request, resp: &UpgradeResponse) -> Result<(), &'static 
 }
 
 /// Sends `rejection` (best effort: the client may be gone) and fails with `error`.
-fn refuse<T: Write, R>(stream: &mut T, rejection: &Rejection, error: HandshakeError) -> Result<R, Error> {
+fn refuse<T: Write, R>(
+    stream: &mut T,
+    rejection: &Rejection,
+    error: HandshakeError,
+) -> Result<R, Error> {
     let _ = stream.write_all(&rejection.to_bytes());
     let _ = stream.flush();
     Err(error.into())
@@ -352,7 +376,10 @@ mod tests {
 
     #[test]
     fn rejection_is_a_complete_http_response() {
-        let bytes = Rejection::new(403, "no").header("X-A", "b").header("Bad\r\n", "x").to_bytes();
+        let bytes = Rejection::new(403, "no")
+            .header("X-A", "b")
+            .header("Bad\r\n", "x")
+            .to_bytes();
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"));
         assert!(text.contains("Content-Length: 2\r\n"));

@@ -1,0 +1,76 @@
+//! Echo server: one thread per connection, echoes every text and binary message.
+//!
+//! ```text
+//! cargo run --release --example echo_server [ADDR]     # default 127.0.0.1:9001
+//! ```
+//!
+//! Accepts any path. Logs connects, disconnects and errors to stderr. This is the testee for
+//! the Autobahn|Testsuite's fuzzing client.
+
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+
+use stdws::{Error, Message};
+
+fn main() {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    let listener = match TcpListener::bind(&addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("echo_server: cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("echo_server: listening on ws://{addr}/");
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                thread::spawn(move || serve(stream));
+            }
+            Err(e) => eprintln!("echo_server: accept failed: {e}"),
+        }
+    }
+}
+
+fn serve(stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    if let Err(e) = stream.set_nodelay(true) {
+        eprintln!("{peer}: cannot set TCP_NODELAY: {e}");
+    }
+    let mut ws = match stdws::accept(stream) {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("{peer}: handshake failed: {e}");
+            return;
+        }
+    };
+    eprintln!("{peer}: connected");
+    loop {
+        // `write` queues the echo; `read` sends queued echoes before it waits for input,
+        // so a burst of messages is answered with one system call.
+        let result = match ws.read() {
+            Ok(msg @ (Message::Text(_) | Message::Binary(_))) => ws.write(msg),
+            Ok(Message::Close(frame)) => {
+                eprintln!("{peer}: closed by peer: {frame:?}");
+                return;
+            }
+            Ok(_) => Ok(()), // pings are answered by the library
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {}
+            Err(Error::ConnectionClosed(_)) => {
+                eprintln!("{peer}: disconnected");
+                return;
+            }
+            Err(e) => {
+                eprintln!("{peer}: error: {e}");
+                return;
+            }
+        }
+    }
+}
