@@ -97,3 +97,8 @@ pub fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response)> {
 pub fn client<T: Read + Write>(url: &str, stream: T) -> Result<(WebSocket<T>, Response)> {
     ClientBuilder::new(url).client(stream)
 }
+
+/// The README's examples, compiled as doctests so they stay correct.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -71,13 +71,33 @@ enum State {
 /// all with a deadline. The server should drop the connection as soon as the closing
 /// handshake is done (RFC 6455 §7.1.1); dropping the `WebSocket` closes a `TcpStream`.
 ///
-/// ```no_run
-/// let (mut ws, _response) = stdws::connect("ws://127.0.0.1:9001/")?;
+/// ```
+/// use std::net::TcpListener;
+/// use std::time::Duration;
+/// use stdws::Message;
+///
+/// // A server that echoes one connection...
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let url = format!("ws://{}/echo", listener.local_addr()?);
+/// let server = std::thread::spawn(move || -> stdws::Result<()> {
+///     let mut ws = stdws::accept(listener.accept()?.0)?;
+///     loop {
+///         match ws.read()? {
+///             msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg)?,
+///             Message::Close(_) => return Ok(()),
+///             _ => {}
+///         }
+///     }
+/// });
+///
+/// // ...and a client.
+/// let (mut ws, _response) = stdws::connect(&url)?;
 /// ws.send_text("hello")?;
-/// let reply = ws.read()?;
-/// assert_eq!(reply.as_text(), Some("hello"));
-/// ws.close_and_wait(1000, "done", std::time::Duration::from_secs(5))?;
-/// # Ok::<(), stdws::Error>(())
+/// assert_eq!(ws.read()?, Message::text("hello"));
+/// let reply = ws.close_and_wait(1000, "done", Duration::from_secs(5))?;
+/// assert_eq!(reply.map(|f| f.code.as_u16()), Some(1000));
+/// server.join().unwrap()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct WebSocket<T> {
