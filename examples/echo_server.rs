@@ -9,8 +9,11 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::thread;
+use std::time::Duration;
 
 use stdws::{Error, Message};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
     let addr = std::env::args()
@@ -41,6 +44,12 @@ fn serve(stream: TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         eprintln!("{peer}: cannot set TCP_NODELAY: {e}");
     }
+    // A client that connects and stays silent must not hold this thread forever: bound the
+    // handshake with a read timeout, then lift it for the connection's lifetime.
+    if let Err(e) = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)) {
+        eprintln!("{peer}: cannot set a read timeout: {e}");
+        return;
+    }
     let mut ws = match stdws::accept(stream) {
         Ok(ws) => ws,
         Err(e) => {
@@ -48,6 +57,10 @@ fn serve(stream: TcpStream) {
             return;
         }
     };
+    if let Err(e) = ws.get_ref().set_read_timeout(None) {
+        eprintln!("{peer}: cannot clear the read timeout: {e}");
+        return;
+    }
     eprintln!("{peer}: connected");
     loop {
         // `write` queues the echo; `read` sends queued echoes before it waits for input,
