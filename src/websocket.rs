@@ -149,7 +149,7 @@ impl<T: Read + Write> WebSocket<T> {
         loop {
             match self.state {
                 State::Open | State::CloseSent => {}
-                State::Closed(_) => return Err(self.report_closed()),
+                State::Closed(_) => return Err(self.report_closed(true)),
                 State::Ended => return Err(Error::AlreadyClosed),
             }
             match self.receiver.poll() {
@@ -302,15 +302,15 @@ impl<T: Read + Write> WebSocket<T> {
     }
 
     /// Reports the completed closing handshake: pushes out a close reply that is still
-    /// queued, lets a client wait for the server to close the TCP connection first (RFC 6455
-    /// §7.1.1), then returns `ConnectionClosed` once.
-    fn report_closed(&mut self) -> Error {
+    /// queued, lets a reading client wait for the server to close the TCP connection first
+    /// (RFC 6455 §7.1.1), then returns `ConnectionClosed` once.
+    fn report_closed(&mut self, wait_for_eof: bool) -> Error {
         if let Err(e) = self.sender.flush(&mut self.stream) {
             if is_retryable(e.kind()) {
                 return e.into();
             }
         }
-        if self.role == Role::Client {
+        if wait_for_eof && self.role == Role::Client {
             loop {
                 self.receiver.discard_buffered();
                 match self.receiver.fill(&mut self.stream) {
@@ -357,7 +357,7 @@ impl<T: Read + Write> WebSocket<T> {
     fn check_writable(&mut self) -> Result<()> {
         match self.state {
             State::Open => Ok(()),
-            State::Closed(_) => Err(self.report_closed()),
+            State::Closed(_) => Err(self.report_closed(false)),
             State::CloseSent | State::Ended => Err(Error::AlreadyClosed),
         }
     }
@@ -433,9 +433,12 @@ impl<T: Read + Write + Socket> WebSocket<T> {
         reason: &str,
         timeout: Duration,
     ) -> Result<Option<CloseFrame>> {
+        // Check the arguments before anything changes, like `close` does.
+        let frame = CloseFrame::new(code, reason);
+        frame.check_sendable()?;
         let deadline = Instant::now() + timeout;
         let saved = (self.stream.read_timeout()?, self.stream.write_timeout()?);
-        let result = self.close_until(code.into(), reason, deadline);
+        let result = self.close_until(frame, deadline);
         let restored = self
             .stream
             .set_read_timeout(saved.0)
@@ -447,12 +450,7 @@ impl<T: Read + Write + Socket> WebSocket<T> {
         Ok(frame)
     }
 
-    fn close_until(
-        &mut self,
-        code: CloseCode,
-        reason: &str,
-        deadline: Instant,
-    ) -> Result<Option<CloseFrame>> {
+    fn close_until(&mut self, frame: CloseFrame, deadline: Instant) -> Result<Option<CloseFrame>> {
         let remaining = |deadline: Instant| {
             let left = deadline.saturating_duration_since(Instant::now());
             // A zero timeout means "block forever" to the OS: never pass it.
@@ -463,8 +461,6 @@ impl<T: Read + Write + Socket> WebSocket<T> {
             self.stream.set_write_timeout(Some(left))?;
         }
         if self.state == State::Open {
-            let frame = CloseFrame::new(code, reason);
-            frame.check_sendable()?;
             if let Err(e) = self.start_close(Some(frame)) {
                 if !e.is_would_block() {
                     return Err(e);
