@@ -1,0 +1,446 @@
+//! Helpers shared by the integration tests: a server thread on 127.0.0.1:0, a raw TCP peer
+//! that speaks bytes (for handshakes and frames the library would never produce), and a
+//! frame encoder/decoder independent of the library's own.
+//!
+//! Everything that touches a socket has a bounded timeout so no test can hang.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use stdws::{Error, Message, WebSocket};
+
+/// The example `Sec-WebSocket-Key` of RFC 6455 §1.3.
+pub const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// The `Sec-WebSocket-Accept` for [`RFC_KEY`].
+pub const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+/// The fixed masking key of [`client_frame`].
+pub const MASK: [u8; 4] = [1, 2, 3, 4];
+/// Read/write timeout of every socket the helpers create.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server thread waits for its connections before giving up.
+const ACCEPT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A server thread listening on 127.0.0.1:0 that runs a handler on each accepted connection,
+/// one after the other.
+pub struct Server<R> {
+    pub addr: SocketAddr,
+    handle: JoinHandle<Vec<R>>,
+}
+
+/// Starts a server that accepts `conns` connections and runs `handler` on each (with
+/// [`IO_TIMEOUT`] read and write timeouts set and `TCP_NODELAY` on). If a connection does
+/// not arrive within 10 s the thread panics instead of hanging.
+pub fn serve<R, F>(conns: usize, handler: F) -> Server<R>
+where
+    R: Send + 'static,
+    F: FnMut(TcpStream) -> R + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    serve_on(listener, conns, handler)
+}
+
+/// [`serve`] with a listener the caller bound (e.g. on `[::1]:0`).
+pub fn serve_on<R, F>(listener: TcpListener, conns: usize, mut handler: F) -> Server<R>
+where
+    R: Send + 'static,
+    F: FnMut(TcpStream) -> R + Send + 'static,
+{
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let handle = thread::spawn(move || {
+        let deadline = Instant::now() + ACCEPT_DEADLINE;
+        let mut results = Vec::with_capacity(conns);
+        while results.len() < conns {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    results.push(handler(stream));
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "test server: no connection within {ACCEPT_DEADLINE:?}"
+                    );
+                    thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("test server: accept failed: {e}"),
+            }
+        }
+        results
+    });
+    Server { addr, handle }
+}
+
+/// A server for exactly one connection.
+pub fn serve_one<R, F>(handler: F) -> Server<R>
+where
+    R: Send + 'static,
+    F: FnOnce(TcpStream) -> R + Send + 'static,
+{
+    let mut handler = Some(handler);
+    serve(1, move |stream| {
+        (handler.take().expect("one connection"))(stream)
+    })
+}
+
+impl<R> Server<R> {
+    /// `ws://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Waits for the server thread; a panic in it is re-raised here.
+    pub fn join(self) -> Vec<R> {
+        self.handle
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// Waits for a one-connection server and returns its handler's result.
+    pub fn join_one(self) -> R {
+        let mut results = self.join();
+        assert_eq!(results.len(), 1);
+        results.pop().unwrap()
+    }
+}
+
+/// `stdws::connect` with [`IO_TIMEOUT`] read and write timeouts on the connection.
+pub fn connect(url: &str) -> WebSocket<TcpStream> {
+    let (ws, _response) = stdws::connect(url).expect("client handshake");
+    set_timeouts(ws.get_ref());
+    ws
+}
+
+/// Sets [`IO_TIMEOUT`] as read and write timeout.
+pub fn set_timeouts(stream: &TcpStream) {
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+}
+
+/// A server handler: accepts, echoes text and binary messages until the closing handshake
+/// (the client's close frame, answered by the library). `Ok` on a clean close.
+pub fn echo(stream: TcpStream) -> stdws::Result<()> {
+    let mut ws = stdws::accept(stream)?;
+    echo_ws(&mut ws)
+}
+
+/// The echo loop of [`echo`] on an accepted connection.
+pub fn echo_ws<T: Read + Write>(ws: &mut WebSocket<T>) -> stdws::Result<()> {
+    loop {
+        match ws.read() {
+            Ok(msg @ (Message::Text(_) | Message::Binary(_))) => ws.write(msg)?,
+            Ok(Message::Close(_)) | Err(Error::ConnectionClosed(_)) => return Ok(()),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads until EOF or an error, within [`IO_TIMEOUT`], and discards the bytes. Used by
+/// server handlers that refused a connection so they never close with unread input (which
+/// would make the kernel answer with RST and could destroy the response in flight).
+pub fn drain(stream: &TcpStream) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let mut buf = [0u8; 4096];
+    let mut s = stream;
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Shuts down our sending side (the peer sees EOF after everything we wrote), then waits
+/// for the peer to close its side.
+pub fn finish(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    drain(stream);
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames, encoded and decoded independently of the library.
+// ---------------------------------------------------------------------------------------
+
+/// Encodes one frame with the shortest length form. `opcode` is the raw 4-bit value (so
+/// reserved opcodes can be produced); `mask` masks the payload.
+pub fn encode_frame(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | (opcode & 0x0F)];
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    let len = payload.len();
+    if len < 126 {
+        out.push(mask_bit | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    match mask {
+        Some(key) => {
+            out.extend_from_slice(&key);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+/// A frame as a client sends it: masked with [`MASK`].
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    encode_frame(fin, opcode, payload, Some(MASK))
+}
+
+/// A frame as a server sends it: unmasked.
+pub fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    encode_frame(fin, opcode, payload, None)
+}
+
+/// A close frame body: code and reason.
+pub fn close_body(code: u16, reason: &[u8]) -> Vec<u8> {
+    let mut body = code.to_be_bytes().to_vec();
+    body.extend_from_slice(reason);
+    body
+}
+
+/// A decoded frame (payload already unmasked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub rsv: u8,
+    pub opcode: u8,
+    pub mask: Option<[u8; 4]>,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// The status code of a close frame with a body.
+    pub fn close_code(&self) -> Option<u16> {
+        assert_eq!(self.opcode, 0x8, "not a close frame: {self:?}");
+        (self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// Decodes the frame at the start of `buf`: `None` if it is not complete.
+pub fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let (b0, b1) = (buf[0], buf[1]);
+    let mut pos = 2;
+    let len = match b1 & 0x7F {
+        126 => {
+            let bytes = buf.get(2..4)?;
+            pos = 4;
+            u64::from(u16::from_be_bytes([bytes[0], bytes[1]]))
+        }
+        127 => {
+            let bytes = buf.get(2..10)?;
+            pos = 10;
+            u64::from_be_bytes(bytes.try_into().unwrap())
+        }
+        n => u64::from(n),
+    };
+    let mask = if b1 & 0x80 != 0 {
+        let key = buf.get(pos..pos + 4)?;
+        pos += 4;
+        Some([key[0], key[1], key[2], key[3]])
+    } else {
+        None
+    };
+    let end = pos + usize::try_from(len).unwrap();
+    let mut payload = buf.get(pos..end)?.to_vec();
+    if let Some(key) = mask {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+    let frame = Frame {
+        fin: b0 & 0x80 != 0,
+        rsv: (b0 >> 4) & 0x7,
+        opcode: b0 & 0x0F,
+        mask,
+        payload,
+    };
+    Some((frame, end))
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP heads.
+// ---------------------------------------------------------------------------------------
+
+/// A valid upgrade request for `path` with the RFC example key, as header lines without the
+/// terminating blank line (so tests can edit it), CRLF-terminated.
+pub fn request_lines(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n"
+    )
+}
+
+/// [`request_lines`] plus the blank line: a complete valid upgrade request.
+pub fn upgrade_request(path: &str) -> String {
+    request_lines(path) + "\r\n"
+}
+
+/// The status code of an HTTP response.
+pub fn status_of(response: &str) -> u16 {
+    let line = response.lines().next().unwrap_or_default();
+    let mut parts = line.splitn(3, ' ');
+    assert_eq!(parts.next(), Some("HTTP/1.1"), "status line: {line:?}");
+    parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status code in {line:?}"))
+}
+
+/// The value of the first header `name` (case-insensitive) in the head of an HTTP message.
+pub fn header_of(head: &str, name: &str) -> Option<String> {
+    let head = head.split("\r\n\r\n").next().unwrap_or_default();
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// The body of an HTTP message (after the blank line).
+pub fn body_of(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+// ---------------------------------------------------------------------------------------
+// A raw TCP peer.
+// ---------------------------------------------------------------------------------------
+
+/// A TCP connection driven byte by byte, with [`IO_TIMEOUT`] on every read and write.
+/// Bytes read past what a helper consumed stay in `buf`.
+pub struct RawConn {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl RawConn {
+    /// Connects to `addr`.
+    pub fn connect(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("raw connect");
+        RawConn::new(stream)
+    }
+
+    /// Wraps a connected stream, setting timeouts and `TCP_NODELAY`.
+    pub fn new(stream: TcpStream) -> RawConn {
+        set_timeouts(&stream);
+        stream.set_nodelay(true).unwrap();
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects to `addr`, sends [`upgrade_request`] and checks for a 101 response.
+    pub fn handshake(addr: SocketAddr) -> RawConn {
+        let mut conn = RawConn::connect(addr);
+        conn.send(upgrade_request("/").as_bytes());
+        let head = conn.read_head();
+        assert_eq!(status_of(&head), 101, "response: {head}");
+        assert_eq!(
+            header_of(&head, "Sec-WebSocket-Accept").as_deref(),
+            Some(RFC_ACCEPT)
+        );
+        conn
+    }
+
+    /// Acts as a server: reads the client's request head and answers with a correct 101
+    /// (plus `extra` header lines, each ending in CRLF) followed by `after` in the same
+    /// write. Returns the request head.
+    pub fn accept_upgrade(&mut self, extra: &str, after: &[u8]) -> String {
+        let request = self.read_head();
+        let key = header_of(&request, "Sec-WebSocket-Key").expect("request has a key");
+        let accept = stdws::handshake::derive_accept_key(&key);
+        let mut response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+        )
+        .into_bytes();
+        response.extend_from_slice(after);
+        self.send(&response);
+        request
+    }
+
+    /// Writes all of `bytes`.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("raw write");
+        self.stream.flush().unwrap();
+    }
+
+    /// Reads more bytes into `buf`; returns how many (0 at EOF). Panics on timeout.
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return n;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("raw read failed (buffered {:?}): {e}", self.buf),
+            }
+        }
+    }
+
+    /// Reads an HTTP head (through the blank line) and returns it; later bytes stay in
+    /// `buf`.
+    pub fn read_head(&mut self) -> String {
+        loop {
+            if let Some(pos) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head: Vec<u8> = self.buf.drain(..pos + 4).collect();
+                return String::from_utf8(head).expect("head is UTF-8");
+            }
+            assert!(self.fill() > 0, "EOF before the end of the HTTP head");
+        }
+    }
+
+    /// Reads one complete frame.
+    pub fn read_frame(&mut self) -> Frame {
+        loop {
+            if let Some((frame, len)) = parse_frame(&self.buf) {
+                self.buf.drain(..len);
+                return frame;
+            }
+            assert!(self.fill() > 0, "EOF inside a frame: {:?}", self.buf);
+        }
+    }
+
+    /// Reads until the peer closes; returns everything not consumed before.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill() > 0 {}
+        std::mem::take(&mut self.buf)
+    }
+}
+
+/// A raw TCP client: connects to `addr`, writes `request`, and returns the whole response
+/// (until the server closes the connection, within [`IO_TIMEOUT`]).
+pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut conn = RawConn::connect(addr);
+    conn.send(request);
+    String::from_utf8_lossy(&conn.read_to_end()).into_owned()
+}
+
+/// Reads messages until one that is not a ping or pong.
+pub fn read_data<T: Read + Write>(ws: &mut WebSocket<T>) -> stdws::Result<Message> {
+    loop {
+        match ws.read()? {
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => return Ok(other),
+        }
+    }
+}
