@@ -98,6 +98,7 @@ impl FrameHeader {
     /// Returns `Ok(Some((header, header_len)))`, `Ok(None)` if `buf` holds only part of a
     /// header, or an error for a reserved opcode, a 64-bit length with the top bit set, or a
     /// control frame that is fragmented or longer than 125 bytes.
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let [b0, b1, rest @ ..] = buf else {
             return Ok(None);

@@ -8,16 +8,20 @@
 /// Applying it twice restores the input.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let key = rotate(key, offset);
-    if buf.len() < 16 {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b ^= key[i & 3];
-        }
-        return;
-    }
-    let wide = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    // The key as seen from byte `offset`: rotate it so its first byte lines up with buf[0].
+    let shift = (offset & 3) as u32 * 8;
+    let key = u32::from_ne_bytes(key);
+    let key = if cfg!(target_endian = "little") {
+        key.rotate_right(shift)
+    } else {
+        key.rotate_left(shift)
+    };
+    mask_aligned(buf, key);
+}
+
+/// Masks `buf` with a key whose first byte applies to `buf[0]`.
+fn mask_aligned(buf: &mut [u8], key: u32) {
+    let wide = (u64::from(key) << 32) | u64::from(key);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
@@ -25,16 +29,10 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
         chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
     }
     // The tail starts at a multiple of 8, so the key is still aligned with it.
+    let key = key.to_ne_bytes();
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
         *b ^= key[i & 3];
     }
-}
-
-/// The key as seen from byte `offset` of the payload.
-#[inline]
-fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let r = offset & 3;
-    [key[r], key[(r + 1) & 3], key[(r + 2) & 3], key[(r + 3) & 3]]
 }
 
 #[cfg(test)]

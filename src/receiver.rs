@@ -100,6 +100,7 @@ impl Receiver {
 
     /// Processes buffered bytes. Returns the next message or control frame, `None` if more
     /// input is needed, or the peer's protocol violation.
+    #[inline]
     pub fn poll(&mut self) -> Result<Option<Incoming>, Error> {
         loop {
             if let Some(frame) = &mut self.frame {
@@ -150,8 +151,31 @@ impl Receiver {
                     _ => Incoming::Close(parse_close_payload(payload)?),
                 }));
             }
+            // Fast path: a whole single-frame message is buffered. Unmask it in place and
+            // copy it out with one exact-size allocation, without reassembly state.
+            let body = self.start + header_len;
+            if header.fin
+                && header.opcode != OpCode::Continuation
+                && self.message.is_none()
+                && header.payload_len <= (self.end - body) as u64
+            {
+                self.check_size(&header, 0)?;
+                let end = body + header.payload_len as usize;
+                let payload = &mut self.buf[body..end];
+                if let Some(key) = header.mask {
+                    apply_mask(payload, key, 0);
+                }
+                self.start = end;
+                let message = if header.opcode == OpCode::Text {
+                    let text = std::str::from_utf8(payload).map_err(|_| Error::Utf8)?;
+                    Message::Text(text.to_owned())
+                } else {
+                    Message::Binary(payload.to_vec())
+                };
+                return Ok(Some(Incoming::Data(message)));
+            }
             self.start_data_frame(&header)?;
-            self.start += header_len;
+            self.start = body;
         }
     }
 
@@ -200,22 +224,8 @@ impl Receiver {
             }
             _ => {}
         }
-        if header.payload_len > self.max_frame {
-            return Err(CapacityError::FrameTooLarge {
-                size: header.payload_len,
-                max: self.max_frame as usize,
-            }
-            .into());
-        }
-        let so_far = self.message.as_ref().map_or(0, Partial::len) as u64;
-        let total = so_far.saturating_add(header.payload_len);
-        if total > self.max_message {
-            return Err(CapacityError::MessageTooLarge {
-                size: total,
-                max: self.max_message as usize,
-            }
-            .into());
-        }
+        let so_far = self.message.as_ref().map_or(0, Partial::len);
+        self.check_size(header, so_far)?;
         match header.opcode {
             OpCode::Text => self.message = Some(Partial::Text(TextBuilder::default())),
             OpCode::Binary => self.message = Some(Partial::Binary(Vec::new())),
@@ -227,6 +237,27 @@ impl Receiver {
             remaining: header.payload_len,
             offset: 0,
         });
+        Ok(())
+    }
+
+    /// Checks a data frame's declared length against the frame and message limits, before
+    /// any of its payload is read.
+    fn check_size(&self, header: &FrameHeader, message_so_far: usize) -> Result<(), Error> {
+        if header.payload_len > self.max_frame {
+            return Err(CapacityError::FrameTooLarge {
+                size: header.payload_len,
+                max: self.max_frame as usize,
+            }
+            .into());
+        }
+        let total = (message_so_far as u64).saturating_add(header.payload_len);
+        if total > self.max_message {
+            return Err(CapacityError::MessageTooLarge {
+                size: total,
+                max: self.max_message as usize,
+            }
+            .into());
+        }
         Ok(())
     }
 
