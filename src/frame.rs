@@ -158,6 +158,7 @@ impl FrameHeader {
 
     /// Encodes this header with the shortest length form into `out`, returning how many bytes
     /// were written (2 to 14).
+    #[inline]
     pub fn encode(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
         out[0] = (u8::from(self.fin) << 7) | ((self.rsv & 0x7) << 4) | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };

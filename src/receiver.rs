@@ -49,17 +49,29 @@ struct DataFrame {
 #[derive(Debug)]
 enum Partial {
     Text(TextBuilder),
-    Binary(Vec<u8>),
+    /// `data[..len]` is the message so far; `data[len..]` is zeroed room that large payloads
+    /// are read into directly (kept across short reads so no byte is zeroed twice).
+    Binary {
+        data: Vec<u8>,
+        len: usize,
+    },
 }
 
 impl Partial {
     fn len(&self) -> usize {
         match self {
             Partial::Text(t) => t.len(),
-            Partial::Binary(b) => b.len(),
+            Partial::Binary { len, .. } => *len,
         }
     }
 }
+
+/// A binary message's first allocation is at most this, however large its frame claims to
+/// be; it then grows at most by doubling as bytes arrive.
+const INITIAL_CAPACITY: usize = 64 << 10;
+
+/// Largest allocation kept for reuse between messages (see [`Receiver::recycle`]).
+const MAX_SPARE: usize = 64 << 10;
 
 #[derive(Debug)]
 pub(crate) struct Receiver {
@@ -74,6 +86,10 @@ pub(crate) struct Receiver {
     message: Option<Partial>,
     max_frame: u64,
     max_message: u64,
+    /// An allocation handed back by the application (a message it sent), reused for the next
+    /// message received. Its `len` bytes are initialized, so reads can go into them without
+    /// zeroing.
+    spare: Vec<u8>,
 }
 
 impl Receiver {
@@ -95,6 +111,7 @@ impl Receiver {
             message: None,
             max_frame: limit(config.max_frame_size),
             max_message: limit(config.max_message_size),
+            spare: Vec::new(),
         }
     }
 
@@ -117,7 +134,16 @@ impl Receiver {
                 self.start += n;
                 match self.message.as_mut() {
                     Some(Partial::Text(text)) => text.push(chunk).map_err(|_| Error::Utf8)?,
-                    Some(Partial::Binary(bytes)) => bytes.extend_from_slice(chunk),
+                    Some(Partial::Binary { data, len }) => {
+                        let end = *len + chunk.len();
+                        if end <= data.len() {
+                            data[*len..end].copy_from_slice(chunk);
+                        } else {
+                            data.truncate(*len);
+                            data.extend_from_slice(chunk);
+                        }
+                        *len = end;
+                    }
                     None => unreachable!("a data frame always belongs to a message"),
                 }
                 if frame.remaining == 0 {
@@ -166,11 +192,16 @@ impl Receiver {
                     apply_mask(payload, key, 0);
                 }
                 self.start = end;
+                let mut bytes = std::mem::take(&mut self.spare);
+                bytes.clear();
                 let message = if header.opcode == OpCode::Text {
                     let text = std::str::from_utf8(payload).map_err(|_| Error::Utf8)?;
-                    Message::Text(text.to_owned())
+                    let mut owned = String::from_utf8(bytes).unwrap_or_default();
+                    owned.push_str(text);
+                    Message::Text(owned)
                 } else {
-                    Message::Binary(payload.to_vec())
+                    bytes.extend_from_slice(payload);
+                    Message::Binary(bytes)
                 };
                 return Ok(Some(Incoming::Data(message)));
             }
@@ -179,8 +210,18 @@ impl Receiver {
         }
     }
 
-    /// Reads more bytes from `stream` into the buffer. `Ok(0)` is end of stream.
+    /// Reads more bytes from `stream` into the buffer, or for a large binary payload
+    /// straight into the message. `Ok(0)` is end of stream.
     pub fn fill<R: Read>(&mut self, stream: &mut R) -> io::Result<usize> {
+        if self.start == self.end {
+            if let (Some(frame), Some(Partial::Binary { data, len })) =
+                (self.frame.as_mut(), self.message.as_mut())
+            {
+                if frame.remaining >= self.buffer_size as u64 {
+                    return read_direct(stream, frame, data, len);
+                }
+            }
+        }
         if self.buf.is_empty() {
             self.buf = vec![0; self.buffer_size];
         }
@@ -195,6 +236,15 @@ impl Receiver {
         let n = stream.read(space)?.min(space.len());
         self.end += n;
         Ok(n)
+    }
+
+    /// Takes back the allocation of a message the application sent, to receive the next
+    /// message into: an echo or relay loop then allocates nothing per message. Buffers over
+    /// 64 KiB are dropped, so no connection keeps memory sized for its largest message.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        if buffer.capacity() <= MAX_SPARE && buffer.capacity() > self.spare.capacity() {
+            self.spare = buffer;
+        }
     }
 
     /// Drops buffered input (used while waiting for the peer's EOF after the close).
@@ -227,8 +277,18 @@ impl Receiver {
         let so_far = self.message.as_ref().map_or(0, Partial::len);
         self.check_size(header, so_far)?;
         match header.opcode {
-            OpCode::Text => self.message = Some(Partial::Text(TextBuilder::default())),
-            OpCode::Binary => self.message = Some(Partial::Binary(Vec::new())),
+            OpCode::Text => {
+                let mut buffer = std::mem::take(&mut self.spare);
+                buffer.clear();
+                let buffer = String::from_utf8(buffer).unwrap_or_default();
+                self.message = Some(Partial::Text(TextBuilder::with_buffer(buffer)));
+            }
+            OpCode::Binary => {
+                let mut data = std::mem::take(&mut self.spare);
+                let capacity = header.payload_len.min(INITIAL_CAPACITY as u64) as usize;
+                data.reserve(capacity.saturating_sub(data.len()));
+                self.message = Some(Partial::Binary { data, len: 0 });
+            }
             _ => {}
         }
         self.frame = Some(DataFrame {
@@ -264,11 +324,39 @@ impl Receiver {
     fn finish_message(&mut self) -> Result<Incoming, Error> {
         let message = match self.message.take() {
             Some(Partial::Text(mut text)) => Message::Text(text.finish().map_err(|_| Error::Utf8)?),
-            Some(Partial::Binary(bytes)) => Message::Binary(bytes),
+            Some(Partial::Binary { mut data, len }) => {
+                data.truncate(len);
+                Message::Binary(data)
+            }
             None => unreachable!("finish_message is only called for a started message"),
         };
         Ok(Incoming::Data(message))
     }
+}
+
+/// Reads the next part of a large binary payload straight into the message (no copy
+/// through the read buffer) and unmasks it in place. Grows the message by at most doubling
+/// what has arrived, never by the frame's declared length.
+fn read_direct<R: Read>(
+    stream: &mut R,
+    frame: &mut DataFrame,
+    data: &mut Vec<u8>,
+    len: &mut usize,
+) -> io::Result<usize> {
+    if data.len() == *len {
+        let grow = frame.remaining.min((*len).max(INITIAL_CAPACITY) as u64) as usize;
+        data.resize(*len + grow, 0);
+    }
+    let end = (*len as u64 + frame.remaining).min(data.len() as u64) as usize;
+    let room = &mut data[*len..end];
+    let n = stream.read(room)?.min(room.len());
+    if let Some(key) = frame.mask {
+        apply_mask(&mut room[..n], key, frame.offset);
+    }
+    *len += n;
+    frame.offset += n;
+    frame.remaining -= n as u64;
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -5,11 +5,16 @@
 //! in the buffer, so `WouldBlock` loses nothing and the next flush continues where it
 //! stopped. After a full flush a buffer that grew large for one big message is released.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, IoSlice, Write};
+
+use crate::error::is_retryable;
 
 use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 use crate::rand::Rng;
+
+/// Client payloads are masked and written in pieces of this size.
+const MASK_CHUNK: usize = 64 << 10;
 
 /// Capacity kept after a flush; larger buffers are released so an idle connection does not
 /// hold memory sized for its largest message.
@@ -43,21 +48,8 @@ impl Sender {
     /// Queues one frame.
     #[inline]
     pub fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        let mask = self.rng.as_mut().map(Rng::mask);
-        let header = FrameHeader {
-            fin,
-            rsv: 0,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let n = header.encode(&mut head);
-        let start = self.buf.len();
         self.buf.reserve(MAX_HEADER_LEN + payload.len());
-        // A fixed-size copy then a cut is cheaper than a variable-length copy of 2-14 bytes.
-        self.buf.extend_from_slice(&head);
-        self.buf.truncate(start + n);
+        let mask = self.frame_header(opcode, fin, payload.len());
         let start = self.buf.len();
         self.buf.extend_from_slice(payload);
         if let Some(key) = mask {
@@ -65,26 +57,156 @@ impl Sender {
         }
     }
 
-    /// Queues a text or binary message, split into frames of at most `fragment_size` bytes
-    /// if that is configured.
+    /// Queues a frame header for a payload of `len` bytes, with a fresh masking key in the
+    /// client role. Returns the key the payload must be masked with.
     #[inline]
-    pub fn message(&mut self, opcode: OpCode, payload: &[u8]) {
-        match self.fragment_size {
-            Some(size) if payload.len() > size => {
-                let mut chunks = payload.chunks(size).peekable();
-                let mut op = opcode;
-                while let Some(chunk) = chunks.next() {
-                    self.frame(op, chunks.peek().is_none(), chunk);
-                    op = OpCode::Continuation;
+    fn frame_header(&mut self, opcode: OpCode, fin: bool, len: usize) -> Option<[u8; 4]> {
+        let mask = self.rng.as_mut().map(Rng::mask);
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: len as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        let start = self.buf.len();
+        // A fixed-size copy then a cut is cheaper than a variable-length copy of 2-14 bytes.
+        self.buf.extend_from_slice(&head);
+        self.buf.truncate(start + n);
+        mask
+    }
+
+    /// Sends a text or binary message (split into frames of at most `fragment_size` if
+    /// configured). Frames of at least `direct_min` payload bytes bypass the buffer: a
+    /// server writes them straight from `payload` together with what is queued (one
+    /// vectored write, no copy); a client masks them into the buffer and writes it out every
+    /// 64 KiB. Smaller frames are only queued.
+    ///
+    /// If the stream refuses bytes (`WouldBlock`, `TimedOut`), the rest of the message is
+    /// queued and that error returned: the message is never half queued.
+    #[inline]
+    pub fn message_to<W: Write>(
+        &mut self,
+        stream: &mut W,
+        opcode: OpCode,
+        payload: &[u8],
+        direct_min: usize,
+    ) -> io::Result<()> {
+        let size = self.fragment_size.unwrap_or(usize::MAX);
+        if payload.len() < direct_min && payload.len() <= size {
+            // The common case: one small frame, queued.
+            self.frame(opcode, true, payload);
+            return Ok(());
+        }
+        let mut blocked = None;
+        let mut op = opcode;
+        let mut rest = payload;
+        loop {
+            let (chunk, tail) = rest.split_at(rest.len().min(size));
+            let fin = tail.is_empty();
+            if chunk.len() < direct_min || blocked.is_some() {
+                self.frame(op, fin, chunk);
+            } else {
+                let result = if self.rng.is_none() {
+                    self.write_through(stream, op, fin, chunk)
+                } else {
+                    self.write_masked(stream, op, fin, chunk)
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(e) if is_retryable(e.kind()) => blocked = Some(e),
+                    Err(e) => return Err(e),
                 }
             }
-            _ => self.frame(opcode, true, payload),
+            if fin {
+                return blocked.map_or(Ok(()), Err);
+            }
+            op = OpCode::Continuation;
+            rest = tail;
         }
+    }
+
+    /// Server: writes the queue, a header and `payload` with vectored writes; whatever the
+    /// stream did not take is queued.
+    fn write_through<W: Write>(
+        &mut self,
+        stream: &mut W,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        self.frame_header(opcode, fin, payload.len());
+        let mut sent = 0;
+        while self.written < self.buf.len() || sent < payload.len() {
+            let queued = &self.buf[self.written..];
+            let result =
+                stream.write_vectored(&[IoSlice::new(queued), IoSlice::new(&payload[sent..])]);
+            match result {
+                Ok(0) => {
+                    self.buf.extend_from_slice(&payload[sent..]);
+                    return Err(ErrorKind::WriteZero.into());
+                }
+                Ok(n) => {
+                    let from_queue = n.min(queued.len());
+                    self.written += from_queue;
+                    sent = (sent + n - from_queue).min(payload.len());
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.buf.extend_from_slice(&payload[sent..]);
+                    return Err(e);
+                }
+            }
+        }
+        self.reset();
+        Ok(())
+    }
+
+    /// Client: masks `payload` into the buffer 64 KiB at a time, writing the buffer out as
+    /// it fills, so a large message never needs a masked copy of its whole size (unless the
+    /// stream blocks, when the rest is queued).
+    fn write_masked<W: Write>(
+        &mut self,
+        stream: &mut W,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        let key = self.frame_header(opcode, fin, payload.len());
+        let mut blocked = None;
+        for (i, chunk) in payload.chunks(MASK_CHUNK).enumerate() {
+            let start = self.buf.len();
+            self.buf.extend_from_slice(chunk);
+            if let Some(key) = key {
+                apply_mask(&mut self.buf[start..], key, i * MASK_CHUNK);
+            }
+            if blocked.is_none() && self.pending() >= MASK_CHUNK {
+                match self.write_out(stream) {
+                    Ok(()) => {}
+                    Err(e) if is_retryable(e.kind()) => blocked = Some(e),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        blocked.map_or(Ok(()), Err)
     }
 
     /// Writes every queued byte to `stream`, then flushes it. On error the unwritten bytes
     /// stay queued.
     pub fn flush<W: Write>(&mut self, stream: &mut W) -> io::Result<()> {
+        self.write_out(stream)?;
+        loop {
+            match stream.flush() {
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Writes every queued byte to `stream` (without flushing it).
+    fn write_out<W: Write>(&mut self, stream: &mut W) -> io::Result<()> {
         while self.written < self.buf.len() {
             match stream.write(&self.buf[self.written..]) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
@@ -93,16 +215,16 @@ impl Sender {
                 Err(e) => return Err(e),
             }
         }
+        self.reset();
+        Ok(())
+    }
+
+    /// Empties the buffer once everything in it was written, releasing a large one.
+    fn reset(&mut self) {
         self.buf.clear();
         self.written = 0;
         if self.buf.capacity() > KEEP_CAPACITY {
             self.buf = Vec::new();
-        }
-        loop {
-            match stream.flush() {
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                other => return other,
-            }
         }
     }
 }
@@ -138,8 +260,10 @@ mod tests {
     #[test]
     fn fragments_large_messages() {
         let mut s = Sender::new(None, Some(4));
-        s.message(OpCode::Text, b"abcdefghij");
         let mut out = Vec::new();
+        s.message_to(&mut out, OpCode::Text, b"abcdefghij", usize::MAX)
+            .unwrap();
+        assert!(out.is_empty(), "small frames are only queued");
         s.flush(&mut out).unwrap();
         assert_eq!(
             out,
@@ -153,6 +277,32 @@ mod tests {
             ]
             .concat()
         );
+    }
+
+    #[test]
+    fn large_frames_are_written_through_in_order_with_queued_bytes() {
+        let mut s = Sender::new(None, None);
+        s.frame(OpCode::Ping, true, b"p");
+        let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        s.message_to(&mut out, OpCode::Binary, &big, 1000).unwrap();
+        assert_eq!(s.pending(), 0);
+        assert_eq!(&out[..3], &[0x89, 1, b'p']);
+        assert_eq!(&out[3..13], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x86, 0xa0]);
+        assert_eq!(&out[13..], &big[..]);
+    }
+
+    #[test]
+    fn client_masks_large_payloads_in_chunks() {
+        let mut s = Sender::new(Some(Rng::new()), None);
+        let big = vec![0u8; 200_000];
+        let mut out = Vec::new();
+        s.message_to(&mut out, OpCode::Binary, &big, 1000).unwrap();
+        s.flush(&mut out).unwrap();
+        let key = [out[10], out[11], out[12], out[13]];
+        let mut payload = out[14..].to_vec();
+        apply_mask(&mut payload, key, 0);
+        assert_eq!(payload, big);
     }
 
     /// Accepts `n` bytes, then refuses with WouldBlock once.
@@ -175,6 +325,33 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn blocked_write_through_queues_the_rest_of_the_message() {
+        let mut s = Sender::new(None, Some(40_000));
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+        let mut w = Choppy {
+            out: Vec::new(),
+            n: 5000,
+            block: false,
+        };
+        let mut result = s.message_to(&mut w, OpCode::Binary, &big, 1000);
+        while let Err(e) = result {
+            assert_eq!(e.kind(), ErrorKind::WouldBlock);
+            result = s.flush(&mut w);
+        }
+        // Three fragments of 40,000 + 40,000 + 20,000 bytes, each whole, in order.
+        let mut at = 0;
+        let mut payload = Vec::new();
+        for (first, len) in [(0x02u8, 40_000usize), (0x00, 40_000), (0x80, 20_000)] {
+            assert_eq!(w.out[at], first);
+            assert_eq!(w.out[at + 1..at + 4], [126, (len >> 8) as u8, len as u8]);
+            payload.extend_from_slice(&w.out[at + 4..at + 4 + len]);
+            at += 4 + len;
+        }
+        assert_eq!(at, w.out.len());
+        assert_eq!(payload, big);
     }
 
     #[test]

@@ -23,6 +23,16 @@ pub struct TextBuilder {
 }
 
 impl TextBuilder {
+    /// A builder that appends into `buffer` (cleared; its capacity is reused).
+    pub fn with_buffer(mut buffer: String) -> TextBuilder {
+        buffer.clear();
+        TextBuilder {
+            text: buffer,
+            carry: [0; 4],
+            carry_len: 0,
+        }
+    }
+
     /// Bytes accepted so far, including an incomplete trailing character.
     pub fn len(&self) -> usize {
         self.text.len() + usize::from(self.carry_len)

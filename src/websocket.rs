@@ -187,13 +187,13 @@ impl<T: Read + Write> WebSocket<T> {
 
     /// Sends a text message (see [`send`](Self::send)).
     pub fn send_text(&mut self, text: &str) -> Result<()> {
-        self.queue(|s| s.message(OpCode::Text, text.as_bytes()))?;
+        self.queue_data(OpCode::Text, text.as_bytes())?;
         self.flush()
     }
 
     /// Sends a binary message (see [`send`](Self::send)).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<()> {
-        self.queue(|s| s.message(OpCode::Binary, data))?;
+        self.queue_data(OpCode::Binary, data)?;
         self.flush()
     }
 
@@ -209,8 +209,17 @@ impl<T: Read + Write> WebSocket<T> {
     /// more than [`Config::max_write_buffer_size`] bytes are stuck in the queue.
     pub fn write(&mut self, message: Message) -> Result<()> {
         match message {
-            Message::Text(text) => self.queue(|s| s.message(OpCode::Text, text.as_bytes())),
-            Message::Binary(data) => self.queue(|s| s.message(OpCode::Binary, &data)),
+            // The message's allocation is kept to receive the next one into.
+            Message::Text(text) => {
+                let result = self.queue_data(OpCode::Text, text.as_bytes());
+                self.receiver.recycle(text.into_bytes());
+                result
+            }
+            Message::Binary(data) => {
+                let result = self.queue_data(OpCode::Binary, &data);
+                self.receiver.recycle(data);
+                result
+            }
             Message::Ping(data) => self.write_control(OpCode::Ping, &data),
             Message::Pong(data) => self.write_control(OpCode::Pong, &data),
             Message::Close(frame) => self.start_close(frame),
@@ -362,9 +371,9 @@ impl<T: Read + Write> WebSocket<T> {
         }
     }
 
-    /// Queues what `encode` writes, after checking state and backpressure; writes out the
-    /// queue once it reaches `write_buffer_size`.
-    fn queue(&mut self, encode: impl FnOnce(&mut Sender)) -> Result<()> {
+    /// Checks that a message may be sent now: the connection is open and the queue is not
+    /// stuck over `max_write_buffer_size`.
+    fn check_can_queue(&mut self) -> Result<()> {
         self.check_writable()?;
         if self.sender.pending() > self.config.max_write_buffer_size {
             match self.flush_queued() {
@@ -373,7 +382,35 @@ impl<T: Read + Write> WebSocket<T> {
                 Err(e) => return Err(e),
             }
         }
+        Ok(())
+    }
+
+    /// Queues a text or binary message; one of `write_buffer_size` bytes or more is written
+    /// through at once (see `Sender::message_to`).
+    fn queue_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
+        self.check_can_queue()?;
+        let direct_min = self.config.write_buffer_size.max(1);
+        match self
+            .sender
+            .message_to(&mut self.stream, opcode, payload, direct_min)
+        {
+            Ok(()) => {}
+            // The rest is queued; `flush` finishes it.
+            Err(e) if is_retryable(e.kind()) => {}
+            Err(e) => return Err(self.end(e.into())),
+        }
+        self.flush_if_full()
+    }
+
+    /// Queues what `encode` writes, after the same checks as a data message.
+    fn queue(&mut self, encode: impl FnOnce(&mut Sender)) -> Result<()> {
+        self.check_can_queue()?;
         encode(&mut self.sender);
+        self.flush_if_full()
+    }
+
+    /// Writes out the queue once it holds `write_buffer_size` bytes.
+    fn flush_if_full(&mut self) -> Result<()> {
         if self.sender.pending() >= self.config.write_buffer_size {
             match self.flush_queued() {
                 // Queued; the rest goes out with the next flush.
