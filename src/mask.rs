@@ -1,46 +1,37 @@
 //! Payload masking (RFC 6455 §5.3): `data[i] ^= key[(offset + i) % 4]`.
 //!
-//! Safe code only: the key is widened to 8 bytes and applied with `chunks_exact_mut(8)` and
-//! `u64` XOR, which LLVM turns into vector instructions. `offset` lets a payload be unmasked
-//! in pieces as it arrives.
+//! Safe code only, shaped so LLVM emits SSE2 loads, XORs and stores: in place, 128-bit lanes
+//! of a widened key; while copying, a byte loop over 64-byte blocks of a repeated key.
+//! `offset` lets a payload be masked in pieces as it arrives or leaves.
 
 /// XORs `buf` with the masking `key`, where `buf` starts `offset` bytes into the payload.
 /// Applying it twice restores the input.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    // The key as seen from byte `offset`: rotate it so its first byte lines up with buf[0].
-    let shift = (offset & 3) as u32 * 8;
-    let key = u32::from_ne_bytes(key);
-    let key = if cfg!(target_endian = "little") {
-        key.rotate_right(shift)
-    } else {
-        key.rotate_left(shift)
-    };
-    mask_aligned(buf, key);
-}
-
-/// Masks `buf` with a key whose first byte applies to `buf[0]`.
-fn mask_aligned(buf: &mut [u8], key: u32) {
+    let key = rotate(key, offset);
     let wide = (u64::from(key) << 32) | u64::from(key);
-    let wide128 = (u128::from(wide) << 64) | u128::from(wide);
-    // 64 bytes a step as four 128-bit lanes: SSE2 loads, XORs and stores on x86_64.
-    let mut blocks = buf.chunks_exact_mut(64);
+    // Four copies of the key (all parts equal, so byte order is moot).
+    let wide = (u128::from(wide) << 64) | u128::from(wide);
+    // In place, 128-bit lanes vectorize well: 64 bytes a step, then single lanes, then words.
+    let mut blocks = buf.chunks_exact_mut(BLOCK);
     for block in &mut blocks {
         for lane in block.chunks_exact_mut(16) {
-            xor16(lane, wide128);
+            xor16(lane, wide);
         }
     }
-    let rest = blocks.into_remainder();
-    let mut words = rest.chunks_exact_mut(8);
-    for word in &mut words {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        word.copy_from_slice(&(u64::from_ne_bytes(w) ^ wide).to_ne_bytes());
+    let mut lanes = blocks.into_remainder().chunks_exact_mut(16);
+    for lane in &mut lanes {
+        xor16(lane, wide);
     }
-    // Every step above covered a multiple of 4 bytes, so the key is still aligned.
-    let key = key.to_ne_bytes();
-    for (i, b) in words.into_remainder().iter_mut().enumerate() {
-        *b ^= key[i & 3];
+    // Every step so far covered a multiple of 4 bytes, so the key is still aligned.
+    let mut words = lanes.into_remainder().chunks_exact_mut(4);
+    for word in &mut words {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(word);
+        word.copy_from_slice(&(u32::from_ne_bytes(w) ^ key).to_ne_bytes());
+    }
+    for (b, k) in words.into_remainder().iter_mut().zip(key.to_ne_bytes()) {
+        *b ^= k;
     }
 }
 
@@ -49,6 +40,61 @@ fn xor16(lane: &mut [u8], key: u128) {
     let mut w = [0u8; 16];
     w.copy_from_slice(lane);
     lane.copy_from_slice(&(u128::from_ne_bytes(w) ^ key).to_ne_bytes());
+}
+
+/// Writes `src` masked with `key` (from payload offset `offset`) into `dst`, in one pass:
+/// masking while copying costs no more than masking in place. Both must be as long.
+#[inline]
+pub fn mask_copy(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) {
+    debug_assert_eq!(dst.len(), src.len());
+    if dst.len() < BLOCK {
+        dst.copy_from_slice(src);
+        apply_mask(dst, key, offset);
+        return;
+    }
+    let key = rotate(key, offset);
+    // Copying, the lane form above does not vectorize; a byte loop over fixed blocks does.
+    let pattern = repeat(key);
+    let mut out = dst.chunks_exact_mut(BLOCK);
+    let mut input = src.chunks_exact(BLOCK);
+    for (o, i) in (&mut out).zip(&mut input) {
+        let o: &mut [u8; BLOCK] = o.try_into().expect("chunks_exact_mut(BLOCK)");
+        let i: &[u8; BLOCK] = i.try_into().expect("chunks_exact(BLOCK)");
+        for ((o, i), k) in o.iter_mut().zip(i).zip(&pattern) {
+            *o = i ^ k;
+        }
+    }
+    let tail = out.into_remainder().iter_mut().zip(input.remainder());
+    for ((o, i), k) in tail.zip(&pattern) {
+        *o = i ^ k;
+    }
+}
+
+/// Bytes per step: four SSE2 lanes on baseline x86_64.
+const BLOCK: usize = 64;
+
+/// The key repeated over one block.
+#[inline]
+fn repeat(key: u32) -> [u8; BLOCK] {
+    let key = key.to_ne_bytes();
+    let mut pattern = [0u8; BLOCK];
+    for (i, p) in pattern.iter_mut().enumerate() {
+        *p = key[i & 3];
+    }
+    pattern
+}
+
+/// The key as seen from byte `offset` of the payload, as a native-endian word whose first
+/// byte in memory applies to that byte.
+#[inline]
+fn rotate(key: [u8; 4], offset: usize) -> u32 {
+    let shift = (offset & 3) as u32 * 8;
+    let key = u32::from_ne_bytes(key);
+    if cfg!(target_endian = "little") {
+        key.rotate_right(shift)
+    } else {
+        key.rotate_left(shift)
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +136,21 @@ mod tests {
             apply_mask(a, key, 0);
             apply_mask(b, key, cut);
             assert_eq!(pieces, whole, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn mask_copy_matches_apply_mask() {
+        let key = [0xde, 0xad, 0xbe, 0xef];
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 13 + 1) as u8).collect();
+        for len in 0..data.len() {
+            for offset in 0..5 {
+                let mut expected = data[..len].to_vec();
+                apply_mask(&mut expected, key, offset);
+                let mut out = vec![0u8; len];
+                mask_copy(&mut out, &data[..len], key, offset);
+                assert_eq!(out, expected, "len {len} offset {offset}");
+            }
         }
     }
 

@@ -1,32 +1,34 @@
 //! Outgoing messages to frames (RFC 6455 §5.2-5.4), corked in a write buffer.
 //!
-//! Frames are encoded into one buffer (header, then payload, masked in place for the client
-//! role) and written to the stream only by [`Sender::flush`]. A partial write leaves the rest
-//! in the buffer, so `WouldBlock` loses nothing and the next flush continues where it
-//! stopped. After a full flush a buffer that grew large for one big message is released.
+//! Frames are encoded into one buffer (header, then payload, masked while it is copied in for
+//! the client role) and written to the stream by [`Sender::flush`]; large payloads are written
+//! through instead of being copied whole (see [`Sender::message_to`]). A partial write leaves
+//! the rest queued, so `WouldBlock` loses nothing and the next flush continues where it
+//! stopped. The buffer keeps its initialized bytes between flushes, so appending never zeroes
+//! or re-checks capacity byte by byte; a buffer that grew past 64 KiB is released once empty.
 
 use std::io::{self, ErrorKind, IoSlice, Write};
 
 use crate::error::is_retryable;
-
 use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use crate::mask::apply_mask;
+use crate::mask::mask_copy;
 use crate::rand::Rng;
 
 /// Client payloads are masked and written in pieces of this size.
 const MASK_CHUNK: usize = 64 << 10;
 
-/// Capacity kept after a flush; larger buffers are released so an idle connection does not
-/// hold memory sized for its largest message.
-const KEEP_CAPACITY: usize = 64 << 10;
+/// Buffer kept after a flush (room for one masked chunk and its header); larger buffers are
+/// released so an idle connection does not hold memory sized for its largest message.
+const KEEP_CAPACITY: usize = MASK_CHUNK + 1024;
 
 #[derive(Debug)]
 pub(crate) struct Sender {
     /// Client role: masks every frame with keys from this generator.
     rng: Option<Rng>,
+    /// `buf[written..end]` is queued; `buf[end..]` is initialized room.
     buf: Vec<u8>,
-    /// `buf[..written]` already reached the stream.
     written: usize,
+    end: usize,
     fragment_size: Option<usize>,
 }
 
@@ -36,30 +38,26 @@ impl Sender {
             rng,
             buf: Vec::new(),
             written: 0,
+            end: 0,
             fragment_size: fragment_size.filter(|&n| n > 0),
         }
     }
 
     /// Bytes queued but not yet written to the stream.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.written
+        self.end - self.written
     }
 
     /// Queues one frame.
     #[inline]
     pub fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        self.buf.reserve(MAX_HEADER_LEN + payload.len());
         let mask = self.frame_header(opcode, fin, payload.len());
-        let start = self.buf.len();
-        self.buf.extend_from_slice(payload);
-        if let Some(key) = mask {
-            apply_mask(&mut self.buf[start..], key, 0);
-        }
+        self.append(payload, mask, 0);
     }
 
     /// Queues a frame header for a payload of `len` bytes, with a fresh masking key in the
     /// client role. Returns the key the payload must be masked with.
-    #[inline]
+    #[inline(always)]
     fn frame_header(&mut self, opcode: OpCode, fin: bool, len: usize) -> Option<[u8; 4]> {
         let mask = self.rng.as_mut().map(Rng::mask);
         let header = FrameHeader {
@@ -69,13 +67,35 @@ impl Sender {
             mask,
             payload_len: len as u64,
         };
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let n = header.encode(&mut head);
-        let start = self.buf.len();
-        // A fixed-size copy then a cut is cheaper than a variable-length copy of 2-14 bytes.
-        self.buf.extend_from_slice(&head);
-        self.buf.truncate(start + n);
+        let room = self.room(MAX_HEADER_LEN);
+        // Encoding straight into the buffer: a fixed 14-byte slot, of which `n` are used.
+        let slot: &mut [u8; MAX_HEADER_LEN] = (&mut room[..MAX_HEADER_LEN])
+            .try_into()
+            .expect("room() returned at least MAX_HEADER_LEN bytes");
+        self.end += header.encode(slot);
         mask
+    }
+
+    /// Appends `bytes`, masked with `mask` from payload offset `offset` if given.
+    #[inline(always)]
+    fn append(&mut self, bytes: &[u8], mask: Option<[u8; 4]>, offset: usize) {
+        let dst = &mut self.room(bytes.len())[..bytes.len()];
+        match mask {
+            Some(key) => mask_copy(dst, bytes, key, offset),
+            None => dst.copy_from_slice(bytes),
+        }
+        self.end += bytes.len();
+    }
+
+    /// At least `n` initialized bytes after `end`, growing (and zeroing) the buffer only when
+    /// it is too short.
+    #[inline(always)]
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        if self.buf.len() - self.end < n {
+            let need = self.end + n;
+            self.buf.resize(need.max(self.buf.len() * 2), 0);
+        }
+        &mut self.buf[self.end..]
     }
 
     /// Sends a text or binary message (split into frames of at most `fragment_size` if
@@ -139,13 +159,13 @@ impl Sender {
     ) -> io::Result<()> {
         self.frame_header(opcode, fin, payload.len());
         let mut sent = 0;
-        while self.written < self.buf.len() || sent < payload.len() {
-            let queued = &self.buf[self.written..];
+        while self.written < self.end || sent < payload.len() {
+            let queued = &self.buf[self.written..self.end];
             let result =
                 stream.write_vectored(&[IoSlice::new(queued), IoSlice::new(&payload[sent..])]);
             match result {
                 Ok(0) => {
-                    self.buf.extend_from_slice(&payload[sent..]);
+                    self.append(&payload[sent..], None, 0);
                     return Err(ErrorKind::WriteZero.into());
                 }
                 Ok(n) => {
@@ -155,7 +175,7 @@ impl Sender {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.buf.extend_from_slice(&payload[sent..]);
+                    self.append(&payload[sent..], None, 0);
                     return Err(e);
                 }
             }
@@ -174,14 +194,10 @@ impl Sender {
         fin: bool,
         payload: &[u8],
     ) -> io::Result<()> {
-        let key = self.frame_header(opcode, fin, payload.len());
+        let mask = self.frame_header(opcode, fin, payload.len());
         let mut blocked = None;
         for (i, chunk) in payload.chunks(MASK_CHUNK).enumerate() {
-            let start = self.buf.len();
-            self.buf.extend_from_slice(chunk);
-            if let Some(key) = key {
-                apply_mask(&mut self.buf[start..], key, i * MASK_CHUNK);
-            }
+            self.append(chunk, mask, i * MASK_CHUNK);
             if blocked.is_none() && self.pending() >= MASK_CHUNK {
                 match self.write_out(stream) {
                     Ok(()) => {}
@@ -207,10 +223,10 @@ impl Sender {
 
     /// Writes every queued byte to `stream` (without flushing it).
     fn write_out<W: Write>(&mut self, stream: &mut W) -> io::Result<()> {
-        while self.written < self.buf.len() {
-            match stream.write(&self.buf[self.written..]) {
+        while self.written < self.end {
+            match stream.write(&self.buf[self.written..self.end]) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                Ok(n) => self.written = (self.written + n).min(self.buf.len()),
+                Ok(n) => self.written = (self.written + n).min(self.end),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -221,9 +237,9 @@ impl Sender {
 
     /// Empties the buffer once everything in it was written, releasing a large one.
     fn reset(&mut self) {
-        self.buf.clear();
         self.written = 0;
-        if self.buf.capacity() > KEEP_CAPACITY {
+        self.end = 0;
+        if self.buf.len() > KEEP_CAPACITY {
             self.buf = Vec::new();
         }
     }
@@ -232,6 +248,7 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mask::apply_mask;
 
     #[test]
     fn server_frames_are_unmasked_and_minimal() {

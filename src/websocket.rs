@@ -363,6 +363,7 @@ impl<T: Read + Write> WebSocket<T> {
 
     /// The state check shared by every send: only an open connection takes messages; the
     /// first use after the end reports it.
+    #[inline]
     fn check_writable(&mut self) -> Result<()> {
         match self.state {
             State::Open => Ok(()),
@@ -373,6 +374,7 @@ impl<T: Read + Write> WebSocket<T> {
 
     /// Checks that a message may be sent now: the connection is open and the queue is not
     /// stuck over `max_write_buffer_size`.
+    #[inline]
     fn check_can_queue(&mut self) -> Result<()> {
         self.check_writable()?;
         if self.sender.pending() > self.config.max_write_buffer_size {
@@ -387,6 +389,7 @@ impl<T: Read + Write> WebSocket<T> {
 
     /// Queues a text or binary message; one of `write_buffer_size` bytes or more is written
     /// through at once (see `Sender::message_to`).
+    #[inline]
     fn queue_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
         self.check_can_queue()?;
         let direct_min = self.config.write_buffer_size.max(1);
@@ -410,6 +413,7 @@ impl<T: Read + Write> WebSocket<T> {
     }
 
     /// Writes out the queue once it holds `write_buffer_size` bytes.
+    #[inline]
     fn flush_if_full(&mut self) -> Result<()> {
         if self.sender.pending() >= self.config.write_buffer_size {
             match self.flush_queued() {
