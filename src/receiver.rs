@@ -530,6 +530,35 @@ mod tests {
     }
 
     #[test]
+    fn recycled_buffers_never_leak_stale_bytes() {
+        let mut r = Receiver::new(false, &Config::default().read_buffer_size(256), Vec::new());
+        let mut wire = frame(true, 2, b"short", None);
+        wire.extend(frame(false, 2, &[7u8; 300], None));
+        wire.extend(frame(true, 0, &[8u8; 3], None));
+        wire.extend(frame(true, 1, "text".as_bytes(), None));
+        wire.extend(frame(true, 2, &[9u8; 5000], None));
+        let mut input = &wire[..];
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            // Before every message, hand back a buffer full of garbage.
+            r.recycle(vec![0xEE; 6000]);
+            match r.poll().unwrap() {
+                Some(Incoming::Data(m)) => got.push(m),
+                Some(other) => panic!("unexpected {other:?}"),
+                None => {
+                    r.fill(&mut input).unwrap();
+                }
+            }
+        }
+        assert_eq!(got[0], Message::Binary(b"short".to_vec()));
+        let mut expected = vec![7u8; 300];
+        expected.extend([8u8; 3]);
+        assert_eq!(got[1], Message::Binary(expected));
+        assert_eq!(got[2], Message::text("text"));
+        assert_eq!(got[3], Message::Binary(vec![9u8; 5000]));
+    }
+
+    #[test]
     fn parses_close_frames() {
         let (out, _) = run(
             false,
