@@ -55,7 +55,18 @@ enum State {
 /// when it holds [`Config::write_buffer_size`] bytes, on [`flush`](Self::flush), by every
 /// `send*`/`ping`/`close` call (which queue, then flush), and by `read` before it waits for
 /// input. An echo loop that uses `write` therefore makes one `write` system call per batch
-/// of messages instead of one per message.
+/// of messages instead of one per message. A frame of `write_buffer_size` bytes or more is
+/// written at once instead of being copied into the queue: a server writes it straight from
+/// the caller's bytes (one vectored write with what was queued), a client masks it in 64 KiB
+/// pieces.
+///
+/// # Memory
+/// The read buffer ([`Config::read_buffer_size`]) never grows: payloads go from it, or for
+/// large binary frames straight from the stream, into the message, which grows as bytes
+/// arrive (never by a frame's declared length). A message passed back to
+/// `write`/`send` lends its allocation (up to 64 KiB) to the next received message, so an
+/// echo or relay loop allocates nothing per message. After a flush, a write buffer over
+/// 64 KiB is released.
 ///
 /// # Timeouts and non-blocking streams
 /// If the stream returns `WouldBlock` or `TimedOut` (a non-blocking socket, or a socket with
