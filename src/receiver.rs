@@ -23,6 +23,16 @@ use crate::utf8::TextBuilder;
 
 /// Smallest read buffer: a header plus a whole control frame must fit.
 const MIN_BUFFER: usize = 256;
+
+/// The read buffer grows up to this during bursts (see [`Receiver::fill`]).
+const MAX_BUFFER: usize = 64 << 10;
+
+/// Whether the last read filled all the room it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastRead {
+    Full,
+    Short,
+}
 const _: () = assert!(MIN_BUFFER >= MAX_HEADER_LEN + MAX_CONTROL_PAYLOAD);
 
 /// What one call to [`Receiver::poll`] produced.
@@ -81,7 +91,11 @@ pub(crate) struct Receiver {
     /// Unprocessed bytes are `buf[start..end]`.
     start: usize,
     end: usize,
+    /// The configured (and resting) size of `buf`.
     buffer_size: usize,
+    last_read: LastRead,
+    /// The last data frame was binary and at least a buffer long (read directly).
+    large_frames: bool,
     frame: Option<DataFrame>,
     message: Option<Partial>,
     max_frame: u64,
@@ -107,6 +121,8 @@ impl Receiver {
             start: 0,
             end,
             buffer_size,
+            last_read: LastRead::Short,
+            large_frames: false,
             frame: None,
             message: None,
             max_frame: limit(config.max_frame_size),
@@ -177,6 +193,10 @@ impl Receiver {
                     _ => Incoming::Close(parse_close_payload(payload)?),
                 }));
             }
+            let text = header.opcode == OpCode::Text
+                || (header.opcode == OpCode::Continuation
+                    && matches!(self.message, Some(Partial::Text(_))));
+            self.large_frames = !text && header.payload_len >= self.buffer_size as u64;
             // Fast path: a whole single-frame message is buffered. Unmask it in place and
             // copy it out with one exact-size allocation, without reassembly state.
             let body = self.start + header_len;
@@ -222,9 +242,6 @@ impl Receiver {
                 }
             }
         }
-        if self.buf.is_empty() {
-            self.buf = vec![0; self.buffer_size];
-        }
         if self.start > 0 {
             // Only a partial header or control frame is left (data is consumed as it comes):
             // move it to the front so the read gets the rest of the buffer.
@@ -232,8 +249,27 @@ impl Receiver {
             self.end -= self.start;
             self.start = 0;
         }
+        // A burst of small frames (the last read filled the buffer) doubles it, up to
+        // 64 KiB, so pipelined messages take fewer system calls; a short read shrinks it back
+        // before the next read, so a connection waits for input with the configured size.
+        // Large frames do not grow it: their payloads are read straight into the message.
+        let size = match (self.last_read, self.large_frames) {
+            (LastRead::Full, false) => (self.buf.len() * 2).clamp(self.buffer_size, MAX_BUFFER),
+            _ => self.buffer_size,
+        }
+        .max(self.end + MIN_BUFFER / 2);
+        if self.buf.len() != size {
+            self.buf.truncate(self.end);
+            self.buf.shrink_to(size);
+            self.buf.resize(size, 0);
+        }
         let space = &mut self.buf[self.end..];
         let n = stream.read(space)?.min(space.len());
+        self.last_read = if n == space.len() && n > 0 {
+            LastRead::Full
+        } else {
+            LastRead::Short
+        };
         self.end += n;
         Ok(n)
     }
@@ -556,6 +592,34 @@ mod tests {
         assert_eq!(got[1], Message::Binary(expected));
         assert_eq!(got[2], Message::text("text"));
         assert_eq!(got[3], Message::Binary(vec![9u8; 5000]));
+    }
+
+    #[test]
+    fn read_buffer_grows_in_bursts_and_rests_small() {
+        let mut r = Receiver::new(false, &Config::default(), Vec::new());
+        let mut wire = Vec::new();
+        for _ in 0..2000 {
+            wire.extend(frame(true, 2, &[1u8; 100], None));
+        }
+        let mut input = &wire[..];
+        let mut largest = 0;
+        let mut count = 0;
+        loop {
+            match r.poll().unwrap() {
+                Some(Incoming::Data(_)) => count += 1,
+                Some(other) => panic!("unexpected {other:?}"),
+                None if input.is_empty() => break,
+                None => {
+                    r.fill(&mut input).unwrap();
+                    largest = largest.max(r.buf.len());
+                }
+            }
+        }
+        assert_eq!(count, 2000);
+        assert_eq!(largest, MAX_BUFFER);
+        // The stream is drained: the next (short) read happens with the resting size.
+        assert_eq!(r.fill(&mut &[][..]).unwrap(), 0);
+        assert_eq!(r.buf.len(), 4096);
     }
 
     #[test]
