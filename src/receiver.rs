@@ -214,13 +214,10 @@ impl Receiver {
                 self.start = end;
                 let mut bytes = std::mem::take(&mut self.spare);
                 bytes.clear();
+                bytes.extend_from_slice(payload);
                 let message = if header.opcode == OpCode::Text {
-                    let text = std::str::from_utf8(payload).map_err(|_| Error::Utf8)?;
-                    let mut owned = String::from_utf8(bytes).unwrap_or_default();
-                    owned.push_str(text);
-                    Message::Text(owned)
+                    Message::Text(String::from_utf8(bytes).map_err(|_| Error::Utf8)?)
                 } else {
-                    bytes.extend_from_slice(payload);
                     Message::Binary(bytes)
                 };
                 return Ok(Some(Incoming::Data(message)));
@@ -277,6 +274,7 @@ impl Receiver {
     /// Takes back the allocation of a message the application sent, to receive the next
     /// message into: an echo or relay loop then allocates nothing per message. Buffers over
     /// 64 KiB are dropped, so no connection keeps memory sized for its largest message.
+    #[inline]
     pub fn recycle(&mut self, buffer: Vec<u8>) {
         if buffer.capacity() <= MAX_SPARE && buffer.capacity() > self.spare.capacity() {
             self.spare = buffer;

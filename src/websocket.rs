@@ -374,7 +374,7 @@ impl<T: Read + Write> WebSocket<T> {
 
     /// The state check shared by every send: only an open connection takes messages; the
     /// first use after the end reports it.
-    #[inline]
+    #[inline(always)]
     fn check_writable(&mut self) -> Result<()> {
         match self.state {
             State::Open => Ok(()),
@@ -385,7 +385,7 @@ impl<T: Read + Write> WebSocket<T> {
 
     /// Checks that a message may be sent now: the connection is open and the queue is not
     /// stuck over `max_write_buffer_size`.
-    #[inline]
+    #[inline(always)]
     fn check_can_queue(&mut self) -> Result<()> {
         self.check_writable()?;
         if self.sender.pending() > self.config.max_write_buffer_size {
