@@ -74,7 +74,9 @@ pub use crate::close::{CloseCode, CloseFrame};
 pub use crate::config::Config;
 pub use crate::error::{CapacityError, Error, HandshakeError, ProtocolError, Result, UrlError};
 pub use crate::handshake::client::ClientBuilder;
-pub use crate::handshake::server::{accept, accept_with, Rejection, UpgradeResponse};
+pub use crate::handshake::server::{
+    accept, accept_with, IncomingRequest, Rejection, UpgradeResponse,
+};
 pub use crate::handshake::{Request, Response};
 pub use crate::http::Headers;
 pub use crate::mask::apply_mask;

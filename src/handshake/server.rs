@@ -82,20 +82,11 @@ impl Rejection {
         } else {
             500
         };
-        let mut out = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n",
-            reason_phrase(status),
-            self.body.len()
-        );
-        for (name, value) in &self.headers {
-            if http::is_valid_name(name) && http::is_valid_value(value) {
-                out.push_str(&format!("{name}: {value}\r\n"));
-            }
-        }
-        out.push_str("\r\n");
-        out.push_str(&self.body);
-        out.into_bytes()
+        let mut headers = vec![("Content-Type", "text/plain; charset=utf-8")];
+        headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let mut out = response_head(status, &headers, self.body.len()).into_bytes();
+        out.extend_from_slice(self.body.as_bytes());
+        out
     }
 }
 
@@ -231,70 +222,181 @@ pub fn accept<T: Read + Write>(stream: T) -> Result<WebSocket<T>, Error> {
 /// })?;
 /// # Ok(()) }
 /// ```
-pub fn accept_with<T, F>(mut stream: T, config: Config, callback: F) -> Result<WebSocket<T>, Error>
+pub fn accept_with<T, F>(stream: T, config: Config, callback: F) -> Result<WebSocket<T>, Error>
 where
     T: Read + Write,
     F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
 {
-    let (mut buf, head_len) = match read_head(&mut stream, &config) {
-        Ok(read) => read,
-        Err(Error::Handshake(e @ HandshakeError::HeadTooLarge)) => {
+    IncomingRequest::read(stream, config)?.accept_with(callback)
+}
+
+/// An HTTP request read from a client and not answered yet: upgrade it to a WebSocket, refuse
+/// it, or answer it as plain HTTP. This is how one port serves both a web page and a
+/// WebSocket endpoint.
+///
+/// ```no_run
+/// # fn demo(stream: std::net::TcpStream) -> Result<(), stdws::Error> {
+/// use stdws::{Config, IncomingRequest};
+///
+/// let incoming = IncomingRequest::read(stream, Config::default())?;
+/// if incoming.request().path() == "/" {
+///     return incoming.respond(200, "text/html; charset=utf-8", b"<h1>hello</h1>");
+/// }
+/// let mut ws = incoming.accept()?;
+/// ws.send_text("welcome")?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct IncomingRequest<T> {
+    stream: T,
+    config: Config,
+    request: Request,
+    /// Bytes the client sent after the request head (its first frames).
+    buffered: Vec<u8>,
+}
+
+impl<T: Read + Write> IncomingRequest<T> {
+    /// Reads and parses one request head from `stream`, within the limits of `config`. A
+    /// head that is too large (431) or malformed (400) is answered and fails here.
+    pub fn read(mut stream: T, config: Config) -> Result<IncomingRequest<T>, Error> {
+        let (mut buf, head_len) = match read_head(&mut stream, &config) {
+            Ok(read) => read,
+            Err(Error::Handshake(e @ HandshakeError::HeadTooLarge)) => {
+                return refuse(
+                    &mut stream,
+                    &Rejection::new(431, "Request head too large.\n"),
+                    e,
+                )
+            }
+            Err(e) => return Err(e),
+        };
+        let request = match Request::parse(&buf[..head_len], config.max_headers) {
+            Ok(request) => request,
+            Err(e) => {
+                let status = if e == HandshakeError::TooManyHeaders {
+                    431
+                } else {
+                    400
+                };
+                return refuse(&mut stream, &Rejection::new(status, format!("{e}.\n")), e);
+            }
+        };
+        buf.drain(..head_len);
+        Ok(IncomingRequest {
+            stream,
+            config,
+            request,
+            buffered: buf,
+        })
+    }
+
+    /// The request.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Whether the request is a valid WebSocket upgrade (what [`accept`](Self::accept) would
+    /// accept).
+    pub fn is_websocket(&self) -> bool {
+        check_request(&self.request).is_ok()
+    }
+
+    /// The stream (for its peer address, say).
+    pub fn get_ref(&self) -> &T {
+        &self.stream
+    }
+
+    /// Upgrades the connection, or answers an invalid upgrade with the matching HTTP error.
+    pub fn accept(self) -> Result<WebSocket<T>, Error> {
+        self.accept_with(|_, _| Ok(()))
+    }
+
+    /// Upgrades the connection after `callback` approved and shaped the response (see
+    /// [`accept_with`]).
+    pub fn accept_with<F>(mut self, callback: F) -> Result<WebSocket<T>, Error>
+    where
+        F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
+    {
+        let request = &self.request;
+        let key = match check_request(request) {
+            Ok(key) => key,
+            Err((rejection, e)) => return refuse(&mut self.stream, &rejection, e),
+        };
+        let mut response = UpgradeResponse::default();
+        if let Err(rejection) = callback(request, &mut response) {
+            let status = rejection.status();
             return refuse(
-                &mut stream,
-                &Rejection::new(431, "Request head too large.\n"),
-                e,
-            )
+                &mut self.stream,
+                &rejection,
+                HandshakeError::Rejected(status),
+            );
         }
-        Err(e) => return Err(e),
-    };
-    let request = match Request::parse(&buf[..head_len], config.max_headers) {
-        Ok(request) => request,
-        Err(e) => {
-            let status = if e == HandshakeError::TooManyHeaders {
-                431
-            } else {
-                400
-            };
-            return refuse(&mut stream, &Rejection::new(status, format!("{e}.\n")), e);
+        if let Err(what) = check_response(request, &response) {
+            let rejection = Rejection::new(500, "Internal error during the WebSocket handshake.\n");
+            refuse::<_, ()>(&mut self.stream, &rejection, HandshakeError::Rejected(500)).ok();
+            return Err(Error::InvalidInput(what));
         }
-    };
-    let key = match check_request(&request) {
-        Ok(key) => key,
-        Err((rejection, e)) => return refuse(&mut stream, &rejection, e),
-    };
-    let mut response = UpgradeResponse::default();
-    if let Err(rejection) = callback(&request, &mut response) {
-        let status = rejection.status();
-        return refuse(&mut stream, &rejection, HandshakeError::Rejected(status));
+        let mut head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n",
+            derive_accept_key(key)
+        );
+        if let Some(protocol) = &response.subprotocol {
+            head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+        }
+        for (name, value) in &response.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream.write_all(head.as_bytes())?;
+        self.stream.flush()?;
+        // Frames the client sent right behind its request stay buffered for `read`.
+        Ok(WebSocket::from_handshake(
+            self.stream,
+            Role::Server,
+            self.config,
+            self.buffered,
+            None,
+        ))
     }
-    if let Err(what) = check_response(&request, &response) {
-        let rejection = Rejection::new(500, "Internal error during the WebSocket handshake.\n");
-        refuse::<_, ()>(&mut stream, &rejection, HandshakeError::Rejected(500)).ok();
-        return Err(Error::InvalidInput(what));
+
+    /// Refuses the request with `rejection` (e.g. 503 when the server is full) and closes.
+    pub fn reject(mut self, rejection: Rejection) -> Result<(), Error> {
+        write_response(&mut self.stream, &rejection.to_bytes())
     }
-    let mut head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n",
-        derive_accept_key(key)
-    );
-    if let Some(protocol) = &response.subprotocol {
-        head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+
+    /// Answers the request as plain HTTP (e.g. the page of a web app) and closes: `status`,
+    /// a `Content-Type` and the body.
+    pub fn respond(mut self, status: u16, content_type: &str, body: &[u8]) -> Result<(), Error> {
+        if !http::is_valid_value(content_type) {
+            return Err(Error::InvalidInput("invalid Content-Type"));
+        }
+        let head = response_head(status, &[("Content-Type", content_type)], body.len());
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body);
+        write_response(&mut self.stream, &bytes)
     }
-    for (name, value) in &response.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
+}
+
+fn write_response<T: Write>(stream: &mut T, bytes: &[u8]) -> Result<(), Error> {
+    stream.write_all(bytes)?;
     stream.flush()?;
-    // Frames the client sent right behind its request stay buffered for `read`.
-    buf.drain(..head_len);
-    Ok(WebSocket::from_handshake(
-        stream,
-        Role::Server,
-        config,
-        buf,
-        None,
-    ))
+    Ok(())
+}
+
+/// An HTTP/1.1 response head that closes the connection after a body of `len` bytes.
+fn response_head(status: u16, headers: &[(&str, &str)], len: usize) -> String {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Length: {len}\r\nConnection: close\r\n",
+        reason_phrase(status)
+    );
+    for (name, value) in headers {
+        if http::is_valid_name(name) && http::is_valid_value(value) {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    out.push_str("\r\n");
+    out
 }
 
 /// Checks what the callback put into the 101.
