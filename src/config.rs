@@ -1,5 +1,7 @@
 //! Limits and buffer sizes for a connection.
 
+use crate::keepalive::KeepAlive;
+
 /// Limits and buffer sizes, shared by the server and client roles.
 ///
 /// The defaults suit a general-purpose server; every limit protects memory against a hostile
@@ -38,6 +40,10 @@ pub struct Config {
     /// Split outgoing text and binary messages into frames of at most this many payload
     /// bytes. `None`: one frame per message. Default `None`.
     pub fragment_size: Option<usize>,
+    /// Ping a silent peer and fail the connection if it stays silent (see [`KeepAlive`]).
+    /// Needs a read timeout on the socket, shorter than the interval: the timers are checked
+    /// when it fires. Default `None`.
+    pub keepalive: Option<KeepAlive>,
 }
 
 impl Default for Config {
@@ -51,6 +57,7 @@ impl Default for Config {
             write_buffer_size: 16 << 10,
             max_write_buffer_size: (64 << 20) + (64 << 10),
             fragment_size: None,
+            keepalive: None,
         }
     }
 }
@@ -95,6 +102,12 @@ impl Config {
     /// Sets [`max_write_buffer_size`](Self::max_write_buffer_size).
     pub fn max_write_buffer_size(mut self, size: usize) -> Self {
         self.max_write_buffer_size = size;
+        self
+    }
+
+    /// Sets [`keepalive`](Self::keepalive).
+    pub fn keepalive(mut self, keepalive: Option<KeepAlive>) -> Self {
+        self.keepalive = keepalive;
         self
     }
 

@@ -54,6 +54,9 @@ pub enum Error {
     /// The connection was used after it ended and the end was already reported, or a message
     /// was sent after `close()`. This is a bug in the calling code.
     AlreadyClosed,
+    /// Keep-alive gave up: the peer sent nothing within the timeout after a ping. A close
+    /// frame with code 1011 was sent.
+    KeepAliveTimeout,
     /// The URL given to the client is invalid or unsupported.
     Url(UrlError),
     /// The argument given to a send method is invalid (for example a close code that may not be
@@ -75,6 +78,7 @@ impl Error {
             Error::Utf8 => Some(CloseCode::INVALID_DATA),
             Error::Capacity(CapacityError::WriteBufferFull) => None,
             Error::Capacity(_) => Some(CloseCode::TOO_BIG),
+            Error::KeepAliveTimeout => Some(CloseCode::INTERNAL_ERROR),
             _ => None,
         }
     }
@@ -114,6 +118,9 @@ impl fmt::Display for Error {
                 f.write_str("connection closed abnormally: stream ended without a close frame")
             }
             Error::AlreadyClosed => f.write_str("connection already closed"),
+            Error::KeepAliveTimeout => {
+                f.write_str("peer did not answer a keep-alive ping in time (closed with 1011)")
+            }
             Error::Url(e) => write!(f, "invalid WebSocket URL: {e}"),
             Error::InvalidInput(what) => write!(f, "invalid argument: {what}"),
         }

@@ -57,12 +57,15 @@ mod error;
 pub mod frame;
 pub mod handshake;
 mod http;
+mod keepalive;
 mod mask;
 mod message;
+mod outgoing;
 mod rand;
 mod receiver;
 mod sender;
 mod socket;
+mod split;
 mod url;
 mod utf8;
 mod websocket;
@@ -79,9 +82,11 @@ pub use crate::handshake::server::{
 };
 pub use crate::handshake::{Request, Response};
 pub use crate::http::Headers;
+pub use crate::keepalive::KeepAlive;
 pub use crate::mask::apply_mask;
 pub use crate::message::Message;
 pub use crate::socket::Socket;
+pub use crate::split::{ReadHalf, WriteHalf};
 pub use crate::websocket::{Role, WebSocket};
 
 /// Connects to a `ws://` URL over TCP and performs the client handshake, with the defaults

@@ -1,22 +1,28 @@
-//! The connection state machine (RFC 6455 §5.5, §7): what to answer, and when the
-//! connection is open, closing or closed.
+//! The connection as the application uses it: [`WebSocket`] over one stream, and the read
+//! loop it shares with the reading half of a split connection (RFC 6455 §5-7).
 //!
-//! [`WebSocket`] joins a [`Receiver`] (bytes to messages), a [`Sender`] (messages to corked
-//! frames) and the stream. It answers pings and closes, fails the connection with the right
-//! close code on a protocol violation, and reports how the connection ended exactly once.
+//! The read loop joins a [`Receiver`] (bytes to messages) with an [`Outgoing`] (the state and
+//! everything written: pongs, close replies, the close frame of a failure) through the
+//! [`Halves`] trait, so the same code serves one stream owned outright and a split
+//! connection whose write side sits behind a mutex.
 
 use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
-use crate::error::{is_retryable, CapacityError, Error, Result};
-use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD};
+use crate::error::{is_retryable, Error, Result};
+use crate::frame::OpCode;
+use crate::keepalive::{Tick, Timer};
 use crate::message::Message;
+use crate::outgoing::{Outgoing, State};
 use crate::rand::Rng;
-use crate::receiver::{Incoming, Receiver};
+use crate::receiver::Receiver;
 use crate::sender::Sender;
 use crate::socket::Socket;
+use crate::split::{ReadHalf, Shared, WriteHalf};
 
 /// Which end of the connection this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,17 +31,6 @@ pub enum Role {
     Server,
     /// Opened the connection: sends masked frames, receives unmasked ones.
     Client,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    Open,
-    /// We sent a close frame and wait for the peer's.
-    CloseSent,
-    /// The closing handshake is complete; `ConnectionClosed` is not reported yet.
-    Closed(Option<CloseFrame>),
-    /// How the connection ended was reported; everything fails with `AlreadyClosed`.
-    Ended,
 }
 
 /// A WebSocket connection over a stream `T` (a `TcpStream`, a TLS stream, a Unix socket,
@@ -61,9 +56,10 @@ enum State {
 /// pieces.
 ///
 /// # Memory
-/// The read buffer ([`Config::read_buffer_size`]) never grows: payloads go from it, or for
-/// large binary frames straight from the stream, into the message, which grows as bytes
-/// arrive (never by a frame's declared length). A message passed back to
+/// The read buffer rests at [`Config::read_buffer_size`] (it doubles up to 64 KiB during
+/// bursts of small frames): payloads go from it, or for large binary frames straight from
+/// the stream, into the message, which grows as bytes arrive (never by a frame's declared
+/// length). A message passed back to
 /// `write`/`send` lends its allocation (up to 64 KiB) to the next received message, so an
 /// echo or relay loop allocates nothing per message. After a flush, a write buffer over
 /// 64 KiB is released.
@@ -74,7 +70,18 @@ enum State {
 /// ([`Error::is_would_block`]) and nothing is lost: the next `read` continues mid-frame, and
 /// `flush` finishes a partly written frame. A `send*` call that fails this way has queued its
 /// message; do not send it again, call `flush` later. This is how one thread can wake up
-/// from a read timeout to send a keep-alive ping.
+/// from a read timeout to do other work.
+///
+/// # Keep-alive
+/// With [`Config::keepalive`] set and a read timeout on the socket (shorter than the
+/// interval), `read` sends a ping after `interval` of silence and fails the connection with
+/// [`Error::KeepAliveTimeout`] (close code 1011) when nothing arrives within `timeout` of it.
+/// The timers are checked whenever the read timeout fires; `read` still returns that
+/// timeout, so loop on [`Error::is_would_block`].
+///
+/// # Two threads
+/// [`split`](Self::split) turns a connection over a `TcpStream` into a [`ReadHalf`] for one
+/// thread and a cloneable [`WriteHalf`] for any others.
 ///
 /// # Closing
 /// [`close`](Self::close) sends a close frame; keep calling `read` (it still returns the
@@ -116,8 +123,8 @@ pub struct WebSocket<T> {
     role: Role,
     config: Config,
     receiver: Receiver,
-    sender: Sender,
-    state: State,
+    out: Outgoing,
+    keepalive: Option<Timer>,
 }
 
 impl<T: Read + Write> WebSocket<T> {
@@ -143,11 +150,11 @@ impl<T: Read + Write> WebSocket<T> {
         };
         WebSocket {
             receiver: Receiver::new(role == Role::Server, &config, read_buffered),
-            sender: Sender::new(rng, config.fragment_size),
+            out: Outgoing::new(Sender::new(rng, config.fragment_size), &config),
+            keepalive: config.keepalive.map(|k| Timer::new(k, Instant::now())),
             stream,
             role,
             config,
-            state: State::Open,
         }
     }
 
@@ -157,33 +164,16 @@ impl<T: Read + Write> WebSocket<T> {
     /// violation by the peer has already been answered with a close frame carrying the
     /// matching code (1002, 1007 or 1009) when the error is returned.
     pub fn read(&mut self) -> Result<Message> {
-        loop {
-            match self.state {
-                State::Open | State::CloseSent => {}
-                State::Closed(_) => return Err(self.report_closed(true)),
-                State::Ended => return Err(Error::AlreadyClosed),
-            }
-            match self.receiver.poll() {
-                Ok(Some(incoming)) => return self.on_incoming(incoming),
-                Ok(None) => {}
-                Err(e) => return Err(self.fail(e)),
-            }
-            // About to wait for input: first push out what is corked (echoes, pongs), so
-            // the peer is never waiting for bytes we hold while we wait for it.
-            if let Err(e) = self.flush_queued() {
-                if !e.is_would_block() || self.sender.pending() > self.config.max_write_buffer_size
-                {
-                    return Err(e);
-                }
-            }
-            match self.receiver.fill(&mut self.stream) {
-                Ok(0) => return Err(self.end(Error::AbnormalClosure)),
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if is_retryable(e.kind()) => return Err(e.into()),
-                Err(e) => return Err(self.end(e.into())),
-            }
-        }
+        let mut halves = Joined {
+            stream: &mut self.stream,
+            out: &mut self.out,
+        };
+        read_message(
+            &mut halves,
+            &mut self.receiver,
+            self.role,
+            &mut self.keepalive,
+        )
     }
 
     /// Queues `message` and writes everything queued to the stream.
@@ -198,51 +188,47 @@ impl<T: Read + Write> WebSocket<T> {
 
     /// Sends a text message (see [`send`](Self::send)).
     pub fn send_text(&mut self, text: &str) -> Result<()> {
-        self.queue_data(OpCode::Text, text.as_bytes())?;
+        self.out
+            .queue_data(&mut self.stream, OpCode::Text, text.as_bytes())?;
         self.flush()
     }
 
     /// Sends a binary message (see [`send`](Self::send)).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<()> {
-        self.queue_data(OpCode::Binary, data)?;
+        self.out
+            .queue_data(&mut self.stream, OpCode::Binary, data)?;
         self.flush()
     }
 
     /// Sends a ping with `payload` (at most 125 bytes); the peer answers with a pong that
     /// [`read`](Self::read) returns.
     pub fn ping(&mut self, payload: &[u8]) -> Result<()> {
-        self.write_control(OpCode::Ping, payload)?;
+        self.out
+            .write_control(&mut self.stream, OpCode::Ping, payload)?;
         self.flush()
     }
 
     /// Queues `message` without writing it unless the queue is full (see "When bytes reach
-    /// the stream" above). Returns [`CapacityError::WriteBufferFull`] without queueing if
-    /// more than [`Config::max_write_buffer_size`] bytes are stuck in the queue.
+    /// the stream" above). Returns [`CapacityError::WriteBufferFull`](crate::CapacityError)
+    /// without queueing if more than [`Config::max_write_buffer_size`] bytes are stuck in
+    /// the queue.
     pub fn write(&mut self, message: Message) -> Result<()> {
+        let result = self.out.write(&mut self.stream, &message);
+        // The message's allocation is kept to receive the next one into.
         match message {
-            // The message's allocation is kept to receive the next one into.
-            Message::Text(text) => {
-                let result = self.queue_data(OpCode::Text, text.as_bytes());
-                self.receiver.recycle(text.into_bytes());
-                result
-            }
-            Message::Binary(data) => {
-                let result = self.queue_data(OpCode::Binary, &data);
-                self.receiver.recycle(data);
-                result
-            }
-            Message::Ping(data) => self.write_control(OpCode::Ping, &data),
-            Message::Pong(data) => self.write_control(OpCode::Pong, &data),
-            Message::Close(frame) => self.start_close(frame),
+            Message::Text(text) => self.receiver.recycle(text.into_bytes()),
+            Message::Binary(data) => self.receiver.recycle(data),
+            _ => {}
         }
+        result
     }
 
     /// Writes everything queued to the stream and flushes it.
     pub fn flush(&mut self) -> Result<()> {
-        if self.state == State::Ended {
+        if self.out.state == State::Ended {
             return Err(Error::AlreadyClosed);
         }
-        self.flush_queued()
+        self.out.flush_queued(&mut self.stream)
     }
 
     /// Starts the closing handshake with `code` and `reason` (at most 123 bytes): sends a
@@ -250,19 +236,20 @@ impl<T: Read + Write> WebSocket<T> {
     /// use [`close_and_wait`](Self::close_and_wait). Calling it again while closing does
     /// nothing.
     pub fn close(&mut self, code: impl Into<CloseCode>, reason: &str) -> Result<()> {
-        self.start_close(Some(CloseFrame::new(code, reason)))
+        self.out
+            .start_close(&mut self.stream, Some(CloseFrame::new(code, reason)))
     }
 
     /// Whether messages can still be sent (the connection is open and `close` was not
     /// called).
     pub fn can_write(&self) -> bool {
-        self.state == State::Open
+        self.out.state == State::Open
     }
 
     /// Whether `read` can still return messages (the peer's close has not arrived and the
     /// connection did not fail).
     pub fn can_read(&self) -> bool {
-        matches!(self.state, State::Open | State::CloseSent)
+        matches!(self.out.state, State::Open | State::CloseSent)
     }
 
     /// This connection's role.
@@ -291,184 +278,167 @@ impl<T: Read + Write> WebSocket<T> {
         self.stream
     }
 
-    fn on_incoming(&mut self, incoming: Incoming) -> Result<Message> {
-        match incoming {
-            Incoming::Data(message) => Ok(message),
-            Incoming::Ping(payload) => {
-                // After our close frame nothing more may follow it, not even a pong.
-                if self.state == State::Open {
-                    self.sender.frame(OpCode::Pong, true, &payload);
-                }
-                Ok(Message::Ping(payload))
-            }
-            Incoming::Pong(payload) => Ok(Message::Pong(payload)),
-            Incoming::Close(frame) => {
-                if self.state == State::Open {
-                    // Echo the status code (RFC 6455 §5.5.1), or an empty body for an empty
-                    // close.
-                    let body = frame.as_ref().map(|f| f.code.as_u16().to_be_bytes());
-                    self.sender.frame(
-                        OpCode::Close,
-                        true,
-                        body.as_ref().map_or(&[][..], |b| &b[..]),
-                    );
-                    // A failure here is reported by the next call (still queued if WouldBlock).
-                    let _ = self.sender.flush(&mut self.stream);
-                }
-                self.state = State::Closed(frame.clone());
-                Ok(Message::Close(frame))
-            }
-        }
+    /// Splits the connection into a reading half, which keeps this stream, and a writing
+    /// half over `writer`, a second handle to the same connection (what `try_clone` gives
+    /// for sockets; [`split`](WebSocket::split) does that for a `TcpStream`). Queued output
+    /// moves to the writing half.
+    pub fn split_with<W: Write>(self, writer: W) -> (ReadHalf<T, W>, WriteHalf<W>) {
+        let mut out = self.out;
+        out.split = true;
+        let shared = Arc::new(Mutex::new(Shared {
+            stream: writer,
+            out,
+        }));
+        let read = ReadHalf::new(
+            self.stream,
+            self.receiver,
+            self.role,
+            self.keepalive,
+            Arc::clone(&shared),
+        );
+        (read, WriteHalf::new(shared))
     }
+}
 
-    /// Reports the completed closing handshake: pushes out a close reply that is still
-    /// queued, lets a reading client wait for the server to close the TCP connection first
-    /// (RFC 6455 §7.1.1), then returns `ConnectionClosed` once.
-    fn report_closed(&mut self, wait_for_eof: bool) -> Error {
-        if let Err(e) = self.sender.flush(&mut self.stream) {
-            if is_retryable(e.kind()) {
-                return e.into();
-            }
-        }
-        if wait_for_eof && self.role == Role::Client {
-            loop {
-                self.receiver.discard_buffered();
-                match self.receiver.fill(&mut self.stream) {
-                    Ok(n) if n > 0 => {}
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) if is_retryable(e.kind()) => return e.into(),
-                    _ => break,
-                }
-            }
-        }
-        match std::mem::replace(&mut self.state, State::Ended) {
-            State::Closed(frame) => Error::ConnectionClosed(frame),
-            _ => Error::AlreadyClosed,
-        }
+impl WebSocket<TcpStream> {
+    /// Splits the connection for two threads: the [`ReadHalf`] reads (answering pings and
+    /// closes through the shared writer) while any number of [`WriteHalf`] clones send. Frames
+    /// never interleave: every write holds the writer's lock for whole frames.
+    ///
+    /// ```no_run
+    /// # fn demo(ws: stdws::WebSocket<std::net::TcpStream>) -> stdws::Result<()> {
+    /// let (mut reader, writer) = ws.split()?;
+    /// let ticker = std::thread::spawn(move || -> stdws::Result<()> {
+    ///     for n in 0.. {
+    ///         writer.send_text(&format!("tick {n}"))?;
+    ///         std::thread::sleep(std::time::Duration::from_secs(1));
+    ///     }
+    ///     Ok(())
+    /// });
+    /// while let Ok(msg) = reader.read() {
+    ///     println!("got {msg:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn split(self) -> Result<(ReadHalf<TcpStream, TcpStream>, WriteHalf<TcpStream>)> {
+        let writer = self.stream.try_clone()?;
+        Ok(self.split_with(writer))
     }
+}
 
-    /// Fails the connection because of the peer: sends a close frame with the error's code
-    /// (unless we already sent one), and ends.
-    fn fail(&mut self, error: Error) -> Error {
-        if self.state == State::Open {
-            if let Some(code) = error.close_code() {
-                let reason = match &error {
-                    Error::Utf8 => "invalid UTF-8".to_owned(),
-                    Error::Capacity(_) => "message too big".to_owned(),
-                    Error::Protocol(p) => p.to_string(),
-                    _ => String::new(),
-                };
-                let mut body = code.as_u16().to_be_bytes().to_vec();
-                body.extend_from_slice(&reason.as_bytes()[..reason.len().min(123)]);
-                self.sender.frame(OpCode::Close, true, &body);
-                let _ = self.sender.flush(&mut self.stream);
-            }
-        }
-        self.end(error)
-    }
+/// The read loop's view of a connection: where to read from, and the write side (stream and
+/// state), reached directly or through a lock.
+pub(crate) trait Halves {
+    type R: Read;
+    type W: Write;
+    fn reader(&mut self) -> &mut Self::R;
+    fn writer<X>(&mut self, f: impl FnOnce(&mut Self::W, &mut Outgoing) -> X) -> X;
+}
 
-    fn end(&mut self, error: Error) -> Error {
-        self.state = State::Ended;
-        error
-    }
+/// A `WebSocket`'s one stream, used for both.
+struct Joined<'a, T> {
+    stream: &'a mut T,
+    out: &'a mut Outgoing,
+}
 
-    /// The state check shared by every send: only an open connection takes messages; the
-    /// first use after the end reports it.
-    #[inline(always)]
-    fn check_writable(&mut self) -> Result<()> {
-        match self.state {
-            State::Open => Ok(()),
-            State::Closed(_) => Err(self.report_closed(false)),
-            State::CloseSent | State::Ended => Err(Error::AlreadyClosed),
-        }
-    }
-
-    /// Checks that a message may be sent now: the connection is open and the queue is not
-    /// stuck over `max_write_buffer_size`.
-    #[inline(always)]
-    fn check_can_queue(&mut self) -> Result<()> {
-        self.check_writable()?;
-        if self.sender.pending() > self.config.max_write_buffer_size {
-            match self.flush_queued() {
-                Ok(()) => {}
-                Err(e) if e.is_would_block() => return Err(CapacityError::WriteBufferFull.into()),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Queues a text or binary message; one of `write_buffer_size` bytes or more is written
-    /// through at once (see `Sender::message_to`).
+impl<T: Read + Write> Halves for Joined<'_, T> {
+    type R = T;
+    type W = T;
     #[inline]
-    fn queue_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
-        self.check_can_queue()?;
-        let direct_min = self.config.write_buffer_size.max(1);
-        match self
-            .sender
-            .message_to(&mut self.stream, opcode, payload, direct_min)
-        {
-            Ok(()) => {}
-            // The rest is queued; `flush` finishes it.
-            Err(e) if is_retryable(e.kind()) => {}
-            Err(e) => return Err(self.end(e.into())),
-        }
-        self.flush_if_full()
+    fn reader(&mut self) -> &mut T {
+        self.stream
     }
-
-    /// Queues what `encode` writes, after the same checks as a data message.
-    fn queue(&mut self, encode: impl FnOnce(&mut Sender)) -> Result<()> {
-        self.check_can_queue()?;
-        encode(&mut self.sender);
-        self.flush_if_full()
-    }
-
-    /// Writes out the queue once it holds `write_buffer_size` bytes.
     #[inline]
-    fn flush_if_full(&mut self) -> Result<()> {
-        if self.sender.pending() >= self.config.write_buffer_size {
-            match self.flush_queued() {
-                // Queued; the rest goes out with the next flush.
-                Err(e) if e.is_would_block() => {}
-                other => return other,
+    fn writer<X>(&mut self, f: impl FnOnce(&mut T, &mut Outgoing) -> X) -> X {
+        f(self.stream, self.out)
+    }
+}
+
+/// Reads the next message: the loop shared by [`WebSocket::read`] and
+/// [`ReadHalf::read`](crate::ReadHalf::read).
+#[inline]
+pub(crate) fn read_message<H: Halves>(
+    halves: &mut H,
+    receiver: &mut Receiver,
+    role: Role,
+    keepalive: &mut Option<Timer>,
+) -> Result<Message> {
+    loop {
+        match halves.writer(|_, out| match out.state {
+            State::Open | State::CloseSent => None,
+            State::Closed(_) => Some(true),
+            State::Ended => Some(false),
+        }) {
+            None => {}
+            Some(true) => return Err(report_closed(halves, receiver, role)),
+            Some(false) => return Err(Error::AlreadyClosed),
+        }
+        match receiver.poll() {
+            Ok(Some(incoming)) => return Ok(halves.writer(|w, out| out.on_incoming(w, incoming))),
+            Ok(None) => {}
+            Err(e) => return Err(halves.writer(|w, out| out.fail(w, e))),
+        }
+        halves.writer(|w, out| out.flush_before_read(w))?;
+        match receiver.fill(halves.reader()) {
+            Ok(0) => return Err(halves.writer(|_, out| out.end(Error::AbnormalClosure))),
+            Ok(_) => {
+                if let Some(timer) = keepalive {
+                    timer.heard(Instant::now());
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if is_retryable(e.kind()) => {
+                if let Some(timer) = keepalive {
+                    keep_alive(halves, timer)?;
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(halves.writer(|_, out| out.end(e.into()))),
+        }
+    }
+}
+
+/// On a read timeout: sends a due ping, or fails a connection whose peer stayed silent.
+fn keep_alive<H: Halves>(halves: &mut H, timer: &mut Timer) -> Result<()> {
+    halves.writer(|w, out| {
+        if out.state != State::Open {
+            return Ok(());
+        }
+        match timer.tick(Instant::now()) {
+            Tick::Nothing => Ok(()),
+            Tick::SendPing => {
+                out.write_control(w, OpCode::Ping, b"keepalive")?;
+                match out.flush_queued(w) {
+                    Err(e) if !e.is_would_block() => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            Tick::TimedOut => Err(out.fail(w, Error::KeepAliveTimeout)),
+        }
+    })
+}
+
+/// Reports the completed closing handshake: pushes out a close reply that is still queued,
+/// lets a client wait for the server to close TCP first (RFC 6455 §7.1.1), then returns
+/// `ConnectionClosed` once.
+fn report_closed<H: Halves>(halves: &mut H, receiver: &mut Receiver, role: Role) -> Error {
+    if let Err(e) = halves.writer(|w, out| out.flush_queued(w)) {
+        if e.is_would_block() {
+            return e;
+        }
+    }
+    if role == Role::Client {
+        loop {
+            receiver.discard_buffered();
+            match receiver.fill(halves.reader()) {
+                Ok(n) if n > 0 => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if is_retryable(e.kind()) => return e.into(),
+                _ => break,
             }
         }
-        Ok(())
     }
-
-    fn write_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
-        if payload.len() > MAX_CONTROL_PAYLOAD {
-            return Err(Error::InvalidInput(
-                "control frame payload longer than 125 bytes",
-            ));
-        }
-        self.queue(|s| s.frame(opcode, true, payload))
-    }
-
-    fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<()> {
-        match self.state {
-            State::Open => {}
-            State::CloseSent | State::Closed(_) => return Ok(()),
-            State::Ended => return Err(Error::AlreadyClosed),
-        }
-        let mut body = Vec::new();
-        if let Some(frame) = &frame {
-            frame.check_sendable()?;
-            frame.encode(&mut body);
-        }
-        self.sender.frame(OpCode::Close, true, &body);
-        self.state = State::CloseSent;
-        self.flush_queued()
-    }
-
-    /// Writes out the queue; a fatal I/O error ends the connection.
-    fn flush_queued(&mut self) -> Result<()> {
-        match self.sender.flush(&mut self.stream) {
-            Ok(()) => Ok(()),
-            Err(e) if is_retryable(e.kind()) => Err(e.into()),
-            Err(e) => Err(self.end(e.into())),
-        }
-    }
+    halves.writer(|w, out| out.report_closed(w))
 }
 
 impl<T: Read + Write + Socket> WebSocket<T> {
@@ -496,7 +466,7 @@ impl<T: Read + Write + Socket> WebSocket<T> {
             .set_read_timeout(saved.0)
             .and(self.stream.set_write_timeout(saved.1));
         let _ = self.stream.shutdown();
-        self.state = State::Ended;
+        self.out.state = State::Ended;
         let frame = result?;
         restored?;
         Ok(frame)
@@ -512,8 +482,8 @@ impl<T: Read + Write + Socket> WebSocket<T> {
         if let Some(left) = remaining(deadline) {
             self.stream.set_write_timeout(Some(left))?;
         }
-        if self.state == State::Open {
-            if let Err(e) = self.start_close(Some(frame)) {
+        if self.out.state == State::Open {
+            if let Err(e) = self.out.start_close(&mut self.stream, Some(frame)) {
                 if !e.is_would_block() {
                     return Err(e);
                 }

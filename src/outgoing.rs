@@ -1,0 +1,252 @@
+//! The connection's state (RFC 6455 §7) and everything that writes: messages, automatic
+//! pongs and close replies, and the close frame that fails a connection.
+//!
+//! [`Outgoing`] owns the [`Sender`] and the state but not the stream, which every method
+//! takes as an argument: a [`WebSocket`](crate::WebSocket) passes its one stream, and the
+//! halves of a split connection share one `Outgoing` and write stream behind a mutex, so a
+//! pong from the reading thread never interleaves with a frame from a writing thread.
+
+use std::io::Write;
+
+use crate::close::{CloseFrame, MAX_REASON_LEN};
+use crate::config::Config;
+use crate::error::{is_retryable, CapacityError, Error, Result};
+use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD};
+use crate::message::Message;
+use crate::receiver::Incoming;
+use crate::sender::Sender;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum State {
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    /// The closing handshake is complete; `ConnectionClosed` is not reported yet.
+    Closed(Option<CloseFrame>),
+    /// How the connection ended was reported; everything fails with `AlreadyClosed`.
+    Ended,
+}
+
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub sender: Sender,
+    pub state: State,
+    write_buffer_size: usize,
+    max_write_buffer_size: usize,
+    /// Split connections: the reading half reports how the connection ended; writers get
+    /// `AlreadyClosed` once the closing handshake has started, instead of consuming that
+    /// report.
+    pub split: bool,
+}
+
+impl Outgoing {
+    pub fn new(sender: Sender, config: &Config) -> Outgoing {
+        Outgoing {
+            sender,
+            state: State::Open,
+            write_buffer_size: config.write_buffer_size,
+            max_write_buffer_size: config.max_write_buffer_size,
+            split: false,
+        }
+    }
+
+    /// Answers what the receiver produced: queues a pong for a ping, echoes a close.
+    pub fn on_incoming<W: Write>(&mut self, stream: &mut W, incoming: Incoming) -> Message {
+        match incoming {
+            Incoming::Data(message) => message,
+            Incoming::Ping(payload) => {
+                // After our close frame nothing more may follow it, not even a pong.
+                if self.state == State::Open {
+                    self.sender.frame(OpCode::Pong, true, &payload);
+                }
+                Message::Ping(payload)
+            }
+            Incoming::Pong(payload) => Message::Pong(payload),
+            Incoming::Close(frame) => {
+                if self.state == State::Open {
+                    // Echo the status code (RFC 6455 §5.5.1), or an empty body for an empty
+                    // close.
+                    let body = frame.as_ref().map(|f| f.code.as_u16().to_be_bytes());
+                    let body = body.as_ref().map_or(&[][..], |b| &b[..]);
+                    self.sender.frame(OpCode::Close, true, body);
+                    // A failure here is reported by the next call (still queued if WouldBlock).
+                    let _ = self.sender.flush(stream);
+                }
+                self.state = State::Closed(frame.clone());
+                Message::Close(frame)
+            }
+        }
+    }
+
+    /// Fails the connection: sends a close frame with the error's code (unless one was sent
+    /// already), and ends.
+    pub fn fail<W: Write>(&mut self, stream: &mut W, error: Error) -> Error {
+        if self.state == State::Open {
+            if let Some(code) = error.close_code() {
+                let reason = match &error {
+                    Error::Utf8 => "invalid UTF-8".to_owned(),
+                    Error::Capacity(_) => "message too big".to_owned(),
+                    Error::KeepAliveTimeout => "keepalive timeout".to_owned(),
+                    Error::Protocol(p) => p.to_string(),
+                    _ => String::new(),
+                };
+                let mut body = code.as_u16().to_be_bytes().to_vec();
+                body.extend_from_slice(&reason.as_bytes()[..reason.len().min(MAX_REASON_LEN)]);
+                self.sender.frame(OpCode::Close, true, &body);
+                let _ = self.sender.flush(stream);
+            }
+        }
+        self.end(error)
+    }
+
+    /// Ends the connection with `error` as its report.
+    pub fn end(&mut self, error: Error) -> Error {
+        self.state = State::Ended;
+        error
+    }
+
+    /// Writes out what is corked before the reader waits for input, so the peer is never
+    /// waiting for bytes we hold while we wait for it. A stream that cannot take them right
+    /// now is fine unless the queue is over its limit.
+    pub fn flush_before_read<W: Write>(&mut self, stream: &mut W) -> Result<()> {
+        match self.flush_queued(stream) {
+            Err(e) if e.is_would_block() && self.sender.pending() <= self.max_write_buffer_size => {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// The state check shared by every send: only an open connection takes messages; the
+    /// first use after the end reports it.
+    #[inline(always)]
+    pub fn check_writable<W: Write>(&mut self, stream: &mut W) -> Result<()> {
+        match &self.state {
+            State::Open => Ok(()),
+            State::Closed(_) if self.split => Err(Error::AlreadyClosed),
+            State::Closed(_) => Err(self.report_closed(stream)),
+            State::CloseSent | State::Ended => Err(Error::AlreadyClosed),
+        }
+    }
+
+    /// Reports the completed closing handshake once: pushes out a close reply that is still
+    /// queued, then ends.
+    pub fn report_closed<W: Write>(&mut self, stream: &mut W) -> Error {
+        if let Err(e) = self.sender.flush(stream) {
+            if is_retryable(e.kind()) {
+                return e.into();
+            }
+        }
+        match std::mem::replace(&mut self.state, State::Ended) {
+            State::Closed(frame) => Error::ConnectionClosed(frame),
+            _ => Error::AlreadyClosed,
+        }
+    }
+
+    /// Checks that a message may be sent now: the connection is open and the queue is not
+    /// stuck over `max_write_buffer_size`.
+    #[inline(always)]
+    fn check_can_queue<W: Write>(&mut self, stream: &mut W) -> Result<()> {
+        self.check_writable(stream)?;
+        if self.sender.pending() > self.max_write_buffer_size {
+            match self.flush_queued(stream) {
+                Ok(()) => {}
+                Err(e) if e.is_would_block() => return Err(CapacityError::WriteBufferFull.into()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a message (a close starts the closing handshake).
+    #[inline]
+    pub fn write<W: Write>(&mut self, stream: &mut W, message: &Message) -> Result<()> {
+        match message {
+            Message::Text(text) => self.queue_data(stream, OpCode::Text, text.as_bytes()),
+            Message::Binary(data) => self.queue_data(stream, OpCode::Binary, data),
+            Message::Ping(data) => self.write_control(stream, OpCode::Ping, data),
+            Message::Pong(data) => self.write_control(stream, OpCode::Pong, data),
+            Message::Close(frame) => self.start_close(stream, frame.clone()),
+        }
+    }
+
+    /// Queues a text or binary message; one of `write_buffer_size` bytes or more is written
+    /// through at once (see `Sender::message_to`).
+    #[inline]
+    pub fn queue_data<W: Write>(
+        &mut self,
+        stream: &mut W,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<()> {
+        self.check_can_queue(stream)?;
+        let direct_min = self.write_buffer_size.max(1);
+        match self.sender.message_to(stream, opcode, payload, direct_min) {
+            Ok(()) => {}
+            // The rest is queued; `flush` finishes it.
+            Err(e) if is_retryable(e.kind()) => {}
+            Err(e) => return Err(self.end(e.into())),
+        }
+        self.flush_if_full(stream)
+    }
+
+    /// Queues a ping or pong.
+    pub fn write_control<W: Write>(
+        &mut self,
+        stream: &mut W,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<()> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::InvalidInput(
+                "control frame payload longer than 125 bytes",
+            ));
+        }
+        self.check_can_queue(stream)?;
+        self.sender.frame(opcode, true, payload);
+        self.flush_if_full(stream)
+    }
+
+    /// Writes out the queue once it holds `write_buffer_size` bytes.
+    #[inline]
+    fn flush_if_full<W: Write>(&mut self, stream: &mut W) -> Result<()> {
+        if self.sender.pending() >= self.write_buffer_size {
+            match self.flush_queued(stream) {
+                // Queued; the rest goes out with the next flush.
+                Err(e) if e.is_would_block() => {}
+                other => return other,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a close frame (once) and moves to `CloseSent`.
+    pub fn start_close<W: Write>(
+        &mut self,
+        stream: &mut W,
+        frame: Option<CloseFrame>,
+    ) -> Result<()> {
+        match self.state {
+            State::Open => {}
+            State::CloseSent | State::Closed(_) => return Ok(()),
+            State::Ended => return Err(Error::AlreadyClosed),
+        }
+        let mut body = Vec::new();
+        if let Some(frame) = &frame {
+            frame.check_sendable()?;
+            frame.encode(&mut body);
+        }
+        self.sender.frame(OpCode::Close, true, &body);
+        self.state = State::CloseSent;
+        self.flush_queued(stream)
+    }
+
+    /// Writes out the queue; a fatal I/O error ends the connection.
+    pub fn flush_queued<W: Write>(&mut self, stream: &mut W) -> Result<()> {
+        match self.sender.flush(stream) {
+            Ok(()) => Ok(()),
+            Err(e) if is_retryable(e.kind()) => Err(e.into()),
+            Err(e) => Err(self.end(e.into())),
+        }
+    }
+}
