@@ -7,13 +7,14 @@
 //! pong from the reading thread never interleaves with a frame from a writing thread.
 
 use std::io::Write;
+use std::time::Instant;
 
 use crate::close::{CloseFrame, MAX_REASON_LEN};
 use crate::config::Config;
 use crate::error::{is_retryable, CapacityError, Error, Result};
 use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD};
+use crate::keepalive::{Tick, Timer};
 use crate::message::Message;
-use crate::receiver::Incoming;
 use crate::sender::Sender;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,53 +51,61 @@ impl Outgoing {
         }
     }
 
-    /// Answers what the receiver produced: queues a pong for a ping, echoes a close.
-    pub fn on_incoming<W: Write>(&mut self, stream: &mut W, incoming: Incoming) -> Message {
-        match incoming {
-            Incoming::Data(message) => message,
-            Incoming::Ping(payload) => {
-                // After our close frame nothing more may follow it, not even a pong.
-                if self.state == State::Open {
-                    self.sender.frame(OpCode::Pong, true, &payload);
-                }
-                Message::Ping(payload)
-            }
-            Incoming::Pong(payload) => Message::Pong(payload),
-            Incoming::Close(frame) => {
-                if self.state == State::Open {
-                    // Echo the status code (RFC 6455 §5.5.1), or an empty body for an empty
-                    // close.
-                    let body = frame.as_ref().map(|f| f.code.as_u16().to_be_bytes());
-                    let body = body.as_ref().map_or(&[][..], |b| &b[..]);
-                    self.sender.frame(OpCode::Close, true, body);
-                    // A failure here is reported by the next call (still queued if WouldBlock).
-                    let _ = self.sender.flush(stream);
-                }
-                self.state = State::Closed(frame.clone());
-                Message::Close(frame)
-            }
+    /// Queues the pong that answers a ping (not after our close frame: nothing may follow
+    /// it).
+    pub fn on_ping(&mut self, payload: &[u8]) {
+        if self.state == State::Open {
+            self.sender.frame(OpCode::Pong, true, payload);
         }
+    }
+
+    /// Answers the peer's close frame by echoing its status code (RFC 6455 §5.5.1), or an
+    /// empty body for an empty close, unless we sent ours already. The closing handshake is
+    /// then complete.
+    pub fn on_close<W: Write>(&mut self, stream: &mut W, frame: &Option<CloseFrame>) {
+        if self.state == State::Open {
+            let body = frame.as_ref().map(|f| f.code.as_u16().to_be_bytes());
+            let body = body.as_ref().map_or(&[][..], |b| &b[..]);
+            self.sender.frame(OpCode::Close, true, body);
+            // A failure here is reported by the next call (still queued if WouldBlock).
+            let _ = self.sender.flush(stream);
+        }
+        self.state = State::Closed(frame.clone());
     }
 
     /// Fails the connection: sends a close frame with the error's code (unless one was sent
     /// already), and ends.
     pub fn fail<W: Write>(&mut self, stream: &mut W, error: Error) -> Error {
-        if self.state == State::Open {
-            if let Some(code) = error.close_code() {
-                let reason = match &error {
-                    Error::Utf8 => "invalid UTF-8".to_owned(),
-                    Error::Capacity(_) => "message too big".to_owned(),
-                    Error::KeepAliveTimeout => "keepalive timeout".to_owned(),
-                    Error::Protocol(p) => p.to_string(),
-                    _ => String::new(),
-                };
-                let mut body = code.as_u16().to_be_bytes().to_vec();
-                body.extend_from_slice(&reason.as_bytes()[..reason.len().min(MAX_REASON_LEN)]);
-                self.sender.frame(OpCode::Close, true, &body);
-                let _ = self.sender.flush(stream);
-            }
-        }
+        self.send_failure(stream, failure_close(&error));
         self.end(error)
+    }
+
+    /// Sends the close frame of a failure (see [`failure_close`]) if no close was sent yet.
+    pub fn send_failure<W: Write>(&mut self, stream: &mut W, body: Option<Vec<u8>>) {
+        if let (State::Open, Some(body)) = (&self.state, body) {
+            self.sender.frame(OpCode::Close, true, &body);
+            let _ = self.sender.flush(stream);
+        }
+    }
+
+    /// On a read timeout: sends a due keep-alive ping, or fails a connection whose peer
+    /// stayed silent. After our close frame no ping may be sent, but the timer still bounds
+    /// the wait for the peer's reply.
+    pub fn keep_alive<W: Write>(&mut self, stream: &mut W, timer: &mut Timer) -> Result<()> {
+        let tick = timer.tick(Instant::now());
+        match (&self.state, tick) {
+            (State::Open, Tick::SendPing) => {
+                self.write_control(stream, OpCode::Ping, b"keepalive")?;
+                match self.flush_queued(stream) {
+                    Err(e) if !e.is_would_block() => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            (State::Open | State::CloseSent, Tick::TimedOut) => {
+                Err(self.fail(stream, Error::KeepAliveTimeout))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Ends the connection with `error` as its report.
@@ -249,4 +258,20 @@ impl Outgoing {
             Err(e) => Err(self.end(e.into())),
         }
     }
+}
+
+/// The close body that tells the peer why its connection failed: the error's close code and
+/// a short reason, or `None` for errors that have no close code (I/O, EOF).
+pub(crate) fn failure_close(error: &Error) -> Option<Vec<u8>> {
+    let code = error.close_code()?;
+    let reason = match error {
+        Error::Utf8 => "invalid UTF-8".to_owned(),
+        Error::Capacity(_) => "message too big".to_owned(),
+        Error::KeepAliveTimeout => "keepalive timeout".to_owned(),
+        Error::Protocol(p) => p.to_string(),
+        _ => String::new(),
+    };
+    let mut body = code.as_u16().to_be_bytes().to_vec();
+    body.extend_from_slice(&reason.as_bytes()[..reason.len().min(MAX_REASON_LEN)]);
+    Some(body)
 }

@@ -1,10 +1,20 @@
 //! A connection split for two threads: a [`ReadHalf`] that reads, and a cloneable
 //! [`WriteHalf`] that sends.
 //!
-//! The write stream and the connection state sit behind one mutex. The reading half takes it
-//! only to answer pings and closes, to write out queued bytes before it waits for input,
-//! and to record how the connection ended; it never holds it while blocked in a read. Every
-//! send holds it for whole frames, so bytes of two frames never interleave.
+//! The write stream and the connection state sit behind one mutex, and every send holds it
+//! for whole frames, so bytes of two frames never interleave. A writer can block inside that
+//! lock on a full socket (the peer is not reading); the reading half must keep reading then,
+//! or two split peers flooding each other would deadlock. So the reader never waits for the
+//! lock except to echo the peer's close:
+//! - it keeps its own view of where the connection is (reading, closed, ended), and reports
+//!   the end itself;
+//! - the pong it owes goes into a mailbox; whoever holds the lock next (a writer after its
+//!   frame, or the reader when the lock is free) writes it;
+//! - writing out pending bytes before a wait, keep-alive pings and the close frame of a
+//!   protocol failure happen only when the lock is free (`try_lock`); a failure the reader
+//!   cannot announce shuts the socket down instead;
+//! - `can_write` reads an atomic copy of the state, and [`WriteHalf::shutdown`] uses its own
+//!   socket handle, so neither waits for a blocked writer.
 //!
 //! Who closes, and how the other half learns of it:
 //! - A writer calls [`WriteHalf::close`]: the close frame goes out, later sends fail with
@@ -14,36 +24,132 @@
 //!   `AlreadyClosed` from then on.
 //! - Nobody answers: [`WriteHalf::shutdown`] shuts the socket down, which wakes a reader
 //!   blocked in `read` (it returns `AbnormalClosure`, or `ConnectionClosed` if the closing
-//!   handshake had finished). Keep-alive (see [`Config::keepalive`](crate::Config)) and
-//!   read timeouts bound how long a reader waits on a silent peer.
+//!   handshake had finished) and a writer blocked in a send. Keep-alive (see
+//!   [`Config::keepalive`](crate::Config)) and read timeouts bound how long a reader waits on
+//!   a silent peer, also after our close frame.
 
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
 use crate::close::{CloseCode, CloseFrame};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::frame::OpCode;
 use crate::keepalive::Timer;
 use crate::message::Message;
-use crate::outgoing::{Outgoing, State};
+use crate::outgoing::{failure_close, Outgoing, State};
 use crate::receiver::Receiver;
 use crate::socket::Socket;
-use crate::websocket::{read_message, Halves, Role};
+use crate::websocket::{read_message, Halves, Phase, Role};
 
-/// The write stream and the connection state, shared by both halves.
+/// The write stream and the connection state.
 #[derive(Debug)]
-pub(crate) struct Shared<W> {
-    pub stream: W,
-    pub out: Outgoing,
+pub(crate) struct Io<W> {
+    stream: W,
+    out: Outgoing,
 }
 
-/// Locks the shared side. A thread that panicked while holding the lock left at worst a
-/// partly queued frame; the connection state is still meaningful, so carry on.
-fn lock<W>(shared: &Mutex<Shared<W>>) -> MutexGuard<'_, Shared<W>> {
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// What both halves share.
+pub(crate) struct Shared<W> {
+    io: Mutex<Io<W>>,
+    /// The payload of the last ping the reader has not answered yet.
+    pong: Mutex<Option<Vec<u8>>>,
+    /// A copy of `io.out.state`, readable without the lock (see `state_code`).
+    state: AtomicU8,
+    /// A second handle to the socket, to shut it down while a writer holds `io`.
+    control: Option<Box<dyn Socket + Send + Sync>>,
+}
+
+impl<W> std::fmt::Debug for Shared<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("state", &self.state.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+const OPEN: u8 = 0;
+const CLOSING: u8 = 1;
+const CLOSED: u8 = 2;
+
+fn state_code(state: &State) -> u8 {
+    match state {
+        State::Open => OPEN,
+        State::CloseSent => CLOSING,
+        State::Closed(_) | State::Ended => CLOSED,
+    }
+}
+
+impl<W: Write> Shared<W> {
+    pub fn new(
+        stream: W,
+        out: Outgoing,
+        control: Option<Box<dyn Socket + Send + Sync>>,
+    ) -> Shared<W> {
+        Shared {
+            state: AtomicU8::new(state_code(&out.state)),
+            io: Mutex::new(Io { stream, out }),
+            pong: Mutex::new(None),
+            control,
+        }
+    }
+
+    /// Locks the write side, waiting for it. A thread that panicked while holding the lock
+    /// left at worst a partly queued frame; the state is still meaningful, so carry on.
+    fn io(&self) -> MutexGuard<'_, Io<W>> {
+        self.io
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Locks the write side if nobody holds it right now.
+    fn try_io(&self) -> Option<MutexGuard<'_, Io<W>>> {
+        match self.io.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Queues the pong the reader owes, if any (before anything else is written).
+    fn take_pong(&self, io: &mut Io<W>) {
+        let owed = self
+            .pong
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(payload) = owed {
+            io.out.on_ping(&payload);
+        }
+    }
+
+    /// Writes out the owed pong and anything queued; errors are left for writers to see.
+    fn settle(&self, io: &mut Io<W>) {
+        self.take_pong(io);
+        let Io { stream, out } = io;
+        let _ = out.flush_queued(stream);
+        self.mirror(&io.out);
+    }
+
+    fn mirror(&self, out: &Outgoing) {
+        self.state.store(state_code(&out.state), Ordering::Release);
+    }
+
+    /// Shuts the socket down without waiting for the lock, if a handle allows it.
+    fn shutdown_quietly(&self) {
+        if let Some(control) = &self.control {
+            let _ = control.shutdown();
+        }
+    }
+}
+
+/// The reader's own view of the connection.
+#[derive(Debug)]
+enum ReaderPhase {
+    Reading,
+    Closed(Option<CloseFrame>),
+    Ended,
 }
 
 /// The reading half of a split connection (see [`WebSocket::split`](crate::WebSocket::split)).
@@ -53,7 +159,8 @@ pub struct ReadHalf<R, W> {
     receiver: Receiver,
     role: Role,
     keepalive: Option<Timer>,
-    shared: Arc<Mutex<Shared<W>>>,
+    phase: ReaderPhase,
+    shared: Arc<Shared<W>>,
 }
 
 impl<R: Read, W: Write> ReadHalf<R, W> {
@@ -62,17 +169,23 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
         receiver: Receiver,
         role: Role,
         keepalive: Option<Timer>,
-        shared: Arc<Mutex<Shared<W>>>,
+        shared: Arc<Shared<W>>,
     ) -> Self {
         let keepalive = keepalive.map(|mut t| {
             t.heard(Instant::now());
             t
         });
+        let phase = match &shared.io().out.state {
+            State::Open | State::CloseSent => ReaderPhase::Reading,
+            State::Closed(frame) => ReaderPhase::Closed(frame.clone()),
+            State::Ended => ReaderPhase::Ended,
+        };
         ReadHalf {
             stream,
             receiver,
             role,
             keepalive,
+            phase,
             shared,
         }
     }
@@ -84,6 +197,7 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
         let mut halves = SplitHalves {
             stream: &mut self.stream,
             shared: &self.shared,
+            phase: &mut self.phase,
         };
         read_message(
             &mut halves,
@@ -95,7 +209,7 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
 
     /// Whether `read` can still return messages.
     pub fn can_read(&self) -> bool {
-        matches!(lock(&self.shared).out.state, State::Open | State::CloseSent)
+        matches!(self.phase, ReaderPhase::Reading)
     }
 
     /// A writing half for this connection (the same as the one `split` returned).
@@ -111,19 +225,103 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
 
 struct SplitHalves<'a, R, W> {
     stream: &'a mut R,
-    shared: &'a Mutex<Shared<W>>,
+    shared: &'a Shared<W>,
+    phase: &'a mut ReaderPhase,
 }
 
 impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
     type R = R;
-    type W = W;
+
     fn reader(&mut self) -> &mut R {
         self.stream
     }
-    fn writer<X>(&mut self, f: impl FnOnce(&mut W, &mut Outgoing) -> X) -> X {
-        let mut guard = lock(self.shared);
-        let shared = &mut *guard;
-        f(&mut shared.stream, &mut shared.out)
+
+    fn phase(&self) -> Phase {
+        match self.phase {
+            ReaderPhase::Reading => Phase::Reading,
+            ReaderPhase::Closed(_) => Phase::Closed,
+            ReaderPhase::Ended => Phase::Ended,
+        }
+    }
+
+    fn on_ping(&mut self, payload: &[u8]) {
+        // The latest ping wins: one pending pong at most, however many pings arrive.
+        *self
+            .shared
+            .pong
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(payload.to_vec());
+        if let Some(mut io) = self.shared.try_io() {
+            self.shared.settle(&mut io);
+        }
+    }
+
+    fn on_close(&mut self, frame: &Option<CloseFrame>) {
+        // The one time the reader waits for the lock: the echo must go out, and a peer that
+        // closes reads until it gets it, so a writer blocked on it will finish.
+        let mut io = self.shared.io();
+        let Io { stream, out } = &mut *io;
+        out.on_close(stream, frame);
+        self.shared.mirror(out);
+        *self.phase = ReaderPhase::Closed(frame.clone());
+    }
+
+    fn fail(&mut self, error: Error) -> Error {
+        match self.shared.try_io() {
+            Some(mut io) => {
+                let Io { stream, out } = &mut *io;
+                out.send_failure(stream, failure_close(&error));
+                out.state = State::Ended;
+                self.shared.mirror(out);
+            }
+            // A writer is stuck: end the connection for it too.
+            None => self.shared.shutdown_quietly(),
+        }
+        *self.phase = ReaderPhase::Ended;
+        error
+    }
+
+    fn end(&mut self, error: Error) -> Error {
+        if let Some(mut io) = self.shared.try_io() {
+            io.out.state = State::Ended;
+            self.shared.mirror(&io.out);
+        }
+        *self.phase = ReaderPhase::Ended;
+        error
+    }
+
+    fn before_wait(&mut self) -> Result<()> {
+        if let Some(mut io) = self.shared.try_io() {
+            self.shared.settle(&mut io);
+        }
+        Ok(())
+    }
+
+    fn keep_alive(&mut self, timer: &mut Timer) -> Result<()> {
+        // With a writer busy on the socket, try again at the next timeout.
+        let Some(mut io) = self.shared.try_io() else {
+            return Ok(());
+        };
+        let Io { stream, out } = &mut *io;
+        let result = out.keep_alive(stream, timer);
+        self.shared.mirror(out);
+        if result.is_err() && out.state == State::Ended {
+            *self.phase = ReaderPhase::Ended;
+        }
+        result
+    }
+
+    fn flush_close_reply(&mut self) -> Result<()> {
+        let mut io = self.shared.io();
+        let Io { stream, out } = &mut *io;
+        out.flush_queued(stream)
+    }
+
+    fn report_closed(&mut self) -> Error {
+        match std::mem::replace(self.phase, ReaderPhase::Ended) {
+            ReaderPhase::Closed(frame) => Error::ConnectionClosed(frame),
+            _ => Error::AlreadyClosed,
+        }
     }
 }
 
@@ -131,7 +329,7 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
 /// call writes whole frames under the shared lock and flushes before returning.
 #[derive(Debug)]
 pub struct WriteHalf<W> {
-    shared: Arc<Mutex<Shared<W>>>,
+    shared: Arc<Shared<W>>,
 }
 
 impl<W> Clone for WriteHalf<W> {
@@ -143,16 +341,18 @@ impl<W> Clone for WriteHalf<W> {
 }
 
 impl<W: Write> WriteHalf<W> {
-    pub(crate) fn new(shared: Arc<Mutex<Shared<W>>>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared<W>>) -> Self {
         WriteHalf { shared }
     }
 
-    /// Runs `f` on the write side, then flushes.
+    /// Runs `f` on the write side (after any pong the reader owes), then flushes.
     fn with(&self, f: impl FnOnce(&mut W, &mut Outgoing) -> Result<()>) -> Result<()> {
-        let mut guard = lock(&self.shared);
-        let Shared { stream, out } = &mut *guard;
-        f(stream, out)?;
-        out.flush_queued(stream)
+        let mut io = self.shared.io();
+        self.shared.take_pong(&mut io);
+        let Io { stream, out } = &mut *io;
+        let result = f(stream, out).and_then(|()| out.flush_queued(stream));
+        self.shared.mirror(out);
+        result
     }
 
     /// Sends a message (a [`Message::Close`] starts the closing handshake). Fails with
@@ -183,16 +383,21 @@ impl<W: Write> WriteHalf<W> {
         self.with(|stream, out| out.start_close(stream, Some(frame)))
     }
 
-    /// Whether messages can still be sent.
+    /// Whether messages can still be sent (does not wait for a writer that is blocked).
     pub fn can_write(&self) -> bool {
-        lock(&self.shared).out.state == State::Open
+        self.shared.state.load(Ordering::Acquire) == OPEN
     }
 }
 
 impl<W: Write + Socket> WriteHalf<W> {
-    /// Shuts the socket down in both directions, waking a reading half blocked in `read`.
-    /// Use it after [`close`](Self::close) when the peer does not answer in time.
+    /// Shuts the socket down in both directions, waking a reading half blocked in `read`
+    /// and a writer blocked in a send. Use it after [`close`](Self::close) when the peer
+    /// does not answer in time. Does not wait for a blocked writer when the connection was
+    /// split with [`WebSocket::split`](crate::WebSocket::split).
     pub fn shutdown(&self) -> Result<()> {
-        Ok(lock(&self.shared).stream.shutdown()?)
+        match &self.shared.control {
+            Some(control) => Ok(control.shutdown()?),
+            None => Ok(self.shared.io().stream.shutdown()?),
+        }
     }
 }

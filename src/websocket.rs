@@ -8,18 +8,18 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
 use crate::error::{is_retryable, Error, Result};
 use crate::frame::OpCode;
-use crate::keepalive::{Tick, Timer};
+use crate::keepalive::Timer;
 use crate::message::Message;
 use crate::outgoing::{Outgoing, State};
 use crate::rand::Rng;
-use crate::receiver::Receiver;
+use crate::receiver::{Incoming, Receiver};
 use crate::sender::Sender;
 use crate::socket::Socket;
 use crate::split::{ReadHalf, Shared, WriteHalf};
@@ -283,12 +283,17 @@ impl<T: Read + Write> WebSocket<T> {
     /// for sockets; [`split`](WebSocket::split) does that for a `TcpStream`). Queued output
     /// moves to the writing half.
     pub fn split_with<W: Write>(self, writer: W) -> (ReadHalf<T, W>, WriteHalf<W>) {
+        self.split_parts(writer, None)
+    }
+
+    fn split_parts<W: Write>(
+        self,
+        writer: W,
+        control: Option<Box<dyn Socket + Send + Sync>>,
+    ) -> (ReadHalf<T, W>, WriteHalf<W>) {
         let mut out = self.out;
         out.split = true;
-        let shared = Arc::new(Mutex::new(Shared {
-            stream: writer,
-            out,
-        }));
+        let shared = Arc::new(Shared::new(writer, out, control));
         let read = ReadHalf::new(
             self.stream,
             self.receiver,
@@ -322,20 +327,49 @@ impl WebSocket<TcpStream> {
     /// ```
     pub fn split(self) -> Result<(ReadHalf<TcpStream, TcpStream>, WriteHalf<TcpStream>)> {
         let writer = self.stream.try_clone()?;
-        Ok(self.split_with(writer))
+        // A third handle lets `WriteHalf::shutdown` work while a writer is blocked.
+        let control: Box<dyn Socket + Send + Sync> = Box::new(self.stream.try_clone()?);
+        Ok(self.split_parts(writer, Some(control)))
     }
 }
 
-/// The read loop's view of a connection: where to read from, and the write side (stream and
-/// state), reached directly or through a lock.
-pub(crate) trait Halves {
-    type R: Read;
-    type W: Write;
-    fn reader(&mut self) -> &mut Self::R;
-    fn writer<X>(&mut self, f: impl FnOnce(&mut Self::W, &mut Outgoing) -> X) -> X;
+/// Where the reader is in the connection's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Reading,
+    /// The closing handshake finished; `ConnectionClosed` is not reported yet.
+    Closed,
+    /// The end was reported.
+    Ended,
 }
 
-/// A `WebSocket`'s one stream, used for both.
+/// What the read loop needs from a connection besides the receiver: the stream to read,
+/// and the effects of what it reads on the write side and the state. A [`WebSocket`] does
+/// these directly; the reading half of a split connection does them so that it never waits
+/// behind a writer blocked on a full socket (see `split.rs`).
+pub(crate) trait Halves {
+    type R: Read;
+    fn reader(&mut self) -> &mut Self::R;
+    fn phase(&self) -> Phase;
+    /// A ping arrived: make sure a pong answers it.
+    fn on_ping(&mut self, payload: &[u8]);
+    /// The peer's close arrived: echo it (unless ours was sent); the handshake is complete.
+    fn on_close(&mut self, frame: &Option<CloseFrame>);
+    /// The peer broke the protocol: tell it why (close code) and end.
+    fn fail(&mut self, error: Error) -> Error;
+    /// The stream ended or failed: end.
+    fn end(&mut self, error: Error) -> Error;
+    /// About to wait for input: write out what is owed to the peer.
+    fn before_wait(&mut self) -> Result<()>;
+    /// A read timeout fired: act on the keep-alive timer.
+    fn keep_alive(&mut self, timer: &mut Timer) -> Result<()>;
+    /// After the closing handshake: push out a close reply still queued.
+    fn flush_close_reply(&mut self) -> Result<()>;
+    /// Reports the finished closing handshake (once).
+    fn report_closed(&mut self) -> Error;
+}
+
+/// A `WebSocket`'s one stream, for reading and writing.
 struct Joined<'a, T> {
     stream: &'a mut T,
     out: &'a mut Outgoing,
@@ -343,14 +377,42 @@ struct Joined<'a, T> {
 
 impl<T: Read + Write> Halves for Joined<'_, T> {
     type R = T;
-    type W = T;
     #[inline]
     fn reader(&mut self) -> &mut T {
         self.stream
     }
     #[inline]
-    fn writer<X>(&mut self, f: impl FnOnce(&mut T, &mut Outgoing) -> X) -> X {
-        f(self.stream, self.out)
+    fn phase(&self) -> Phase {
+        match self.out.state {
+            State::Open | State::CloseSent => Phase::Reading,
+            State::Closed(_) => Phase::Closed,
+            State::Ended => Phase::Ended,
+        }
+    }
+    fn on_ping(&mut self, payload: &[u8]) {
+        self.out.on_ping(payload);
+    }
+    fn on_close(&mut self, frame: &Option<CloseFrame>) {
+        self.out.on_close(self.stream, frame);
+    }
+    fn fail(&mut self, error: Error) -> Error {
+        self.out.fail(self.stream, error)
+    }
+    fn end(&mut self, error: Error) -> Error {
+        self.out.end(error)
+    }
+    #[inline]
+    fn before_wait(&mut self) -> Result<()> {
+        self.out.flush_before_read(self.stream)
+    }
+    fn keep_alive(&mut self, timer: &mut Timer) -> Result<()> {
+        self.out.keep_alive(self.stream, timer)
+    }
+    fn flush_close_reply(&mut self) -> Result<()> {
+        self.out.flush_queued(self.stream)
+    }
+    fn report_closed(&mut self) -> Error {
+        self.out.report_closed(self.stream)
     }
 }
 
@@ -364,23 +426,28 @@ pub(crate) fn read_message<H: Halves>(
     keepalive: &mut Option<Timer>,
 ) -> Result<Message> {
     loop {
-        match halves.writer(|_, out| match out.state {
-            State::Open | State::CloseSent => None,
-            State::Closed(_) => Some(true),
-            State::Ended => Some(false),
-        }) {
-            None => {}
-            Some(true) => return Err(report_closed(halves, receiver, role)),
-            Some(false) => return Err(Error::AlreadyClosed),
+        match halves.phase() {
+            Phase::Reading => {}
+            Phase::Closed => return Err(report_closed(halves, receiver, role)),
+            Phase::Ended => return Err(Error::AlreadyClosed),
         }
         match receiver.poll() {
-            Ok(Some(incoming)) => return Ok(halves.writer(|w, out| out.on_incoming(w, incoming))),
+            Ok(Some(Incoming::Data(message))) => return Ok(message),
+            Ok(Some(Incoming::Ping(payload))) => {
+                halves.on_ping(&payload);
+                return Ok(Message::Ping(payload));
+            }
+            Ok(Some(Incoming::Pong(payload))) => return Ok(Message::Pong(payload)),
+            Ok(Some(Incoming::Close(frame))) => {
+                halves.on_close(&frame);
+                return Ok(Message::Close(frame));
+            }
             Ok(None) => {}
-            Err(e) => return Err(halves.writer(|w, out| out.fail(w, e))),
+            Err(e) => return Err(halves.fail(e)),
         }
-        halves.writer(|w, out| out.flush_before_read(w))?;
+        halves.before_wait()?;
         match receiver.fill(halves.reader()) {
-            Ok(0) => return Err(halves.writer(|_, out| out.end(Error::AbnormalClosure))),
+            Ok(0) => return Err(halves.end(Error::AbnormalClosure)),
             Ok(_) => {
                 if let Some(timer) = keepalive {
                     timer.heard(Instant::now());
@@ -389,40 +456,20 @@ pub(crate) fn read_message<H: Halves>(
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if is_retryable(e.kind()) => {
                 if let Some(timer) = keepalive {
-                    keep_alive(halves, timer)?;
+                    halves.keep_alive(timer)?;
                 }
                 return Err(e.into());
             }
-            Err(e) => return Err(halves.writer(|_, out| out.end(e.into()))),
+            Err(e) => return Err(halves.end(e.into())),
         }
     }
-}
-
-/// On a read timeout: sends a due ping, or fails a connection whose peer stayed silent.
-fn keep_alive<H: Halves>(halves: &mut H, timer: &mut Timer) -> Result<()> {
-    halves.writer(|w, out| {
-        if out.state != State::Open {
-            return Ok(());
-        }
-        match timer.tick(Instant::now()) {
-            Tick::Nothing => Ok(()),
-            Tick::SendPing => {
-                out.write_control(w, OpCode::Ping, b"keepalive")?;
-                match out.flush_queued(w) {
-                    Err(e) if !e.is_would_block() => Err(e),
-                    _ => Ok(()),
-                }
-            }
-            Tick::TimedOut => Err(out.fail(w, Error::KeepAliveTimeout)),
-        }
-    })
 }
 
 /// Reports the completed closing handshake: pushes out a close reply that is still queued,
 /// lets a client wait for the server to close TCP first (RFC 6455 §7.1.1), then returns
 /// `ConnectionClosed` once.
 fn report_closed<H: Halves>(halves: &mut H, receiver: &mut Receiver, role: Role) -> Error {
-    if let Err(e) = halves.writer(|w, out| out.flush_queued(w)) {
+    if let Err(e) = halves.flush_close_reply() {
         if e.is_would_block() {
             return e;
         }
@@ -438,7 +485,7 @@ fn report_closed<H: Halves>(halves: &mut H, receiver: &mut Receiver, role: Role)
             }
         }
     }
-    halves.writer(|w, out| out.report_closed(w))
+    halves.report_closed()
 }
 
 impl<T: Read + Write + Socket> WebSocket<T> {

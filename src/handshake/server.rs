@@ -365,11 +365,14 @@ impl<T: Read + Write> IncomingRequest<T> {
         write_response(&mut self.stream, &rejection.to_bytes())
     }
 
-    /// Answers the request as plain HTTP (e.g. the page of a web app) and closes: `status`,
-    /// a `Content-Type` and the body.
+    /// Answers the request as plain HTTP (e.g. the page of a web app) and closes: `status`
+    /// (200-599), a `Content-Type` and the body.
     pub fn respond(mut self, status: u16, content_type: &str, body: &[u8]) -> Result<(), Error> {
         if !http::is_valid_value(content_type) {
             return Err(Error::InvalidInput("invalid Content-Type"));
+        }
+        if !(200..=599).contains(&status) {
+            return Err(Error::InvalidInput("HTTP status must be 200-599"));
         }
         let head = response_head(status, &[("Content-Type", content_type)], body.len());
         let mut bytes = head.into_bytes();

@@ -444,3 +444,145 @@ pub fn read_data<T: Read + Write>(ws: &mut WebSocket<T>) -> stdws::Result<Messag
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Threads joined with a deadline, and connected pairs.
+// ---------------------------------------------------------------------------------------
+
+/// A thread whose result is awaited with a deadline (see [`spawn_bounded`]).
+pub struct Bounded<T> {
+    rx: std::sync::mpsc::Receiver<T>,
+    handle: JoinHandle<()>,
+}
+
+/// Runs `f` on a new thread; [`Bounded::join`] waits for its result with a deadline.
+pub fn spawn_bounded<T, F>(f: F) -> Bounded<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    Bounded { rx, handle }
+}
+
+impl<T> Bounded<T> {
+    /// The thread's result, waiting at most `within`. Panics if the thread is still running
+    /// then (it is left behind, never waited for); a panic in the thread is re-raised here.
+    pub fn join(self, within: Duration) -> T {
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.rx.recv_timeout(within) {
+            Ok(value) => {
+                let _ = self.handle.join();
+                value
+            }
+            Err(RecvTimeoutError::Timeout) => panic!("thread still running after {within:?}"),
+            Err(RecvTimeoutError::Disconnected) => match self.handle.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the thread ended without sending its result"),
+            },
+        }
+    }
+
+    /// The thread's result, or `None` if it is still running after `within` (it is then
+    /// left behind). A panic in the thread is re-raised here.
+    pub fn join_timeout(self, within: Duration) -> Option<T> {
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.rx.recv_timeout(within) {
+            Ok(value) => {
+                let _ = self.handle.join();
+                Some(value)
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => match self.handle.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the thread ended without sending its result"),
+            },
+        }
+    }
+
+    /// Whether the thread has finished (its result is ready, or it panicked).
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
+/// Accepts one connection on `listener` within [`IO_TIMEOUT`] (panics otherwise), and
+/// returns it blocking, with [`IO_TIMEOUT`] read and write timeouts and `TCP_NODELAY`.
+pub fn accept_within(listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                set_timeouts(&stream);
+                stream.set_nodelay(true).unwrap();
+                return stream;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no connection within {IO_TIMEOUT:?}"
+                );
+                thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("accept failed: {e}"),
+        }
+    }
+}
+
+/// A connected (server, client) pair over 127.0.0.1, both with [`IO_TIMEOUT`] read and write
+/// timeouts, the server accepted with `server_config` and the client with `client_config`.
+pub fn ws_pair_with(
+    server_config: stdws::Config,
+    client_config: stdws::Config,
+) -> (WebSocket<TcpStream>, WebSocket<TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let client = spawn_bounded(move || {
+        stdws::ClientBuilder::new(url)
+            .config(client_config)
+            .connect()
+    });
+    let stream = accept_within(&listener);
+    let server =
+        stdws::accept_with(stream, server_config, |_, _| Ok(())).expect("server handshake");
+    let (client, _response) = client.join(IO_TIMEOUT).expect("client handshake");
+    set_timeouts(client.get_ref());
+    (server, client)
+}
+
+/// [`ws_pair_with`] default configurations.
+pub fn ws_pair() -> (WebSocket<TcpStream>, WebSocket<TcpStream>) {
+    ws_pair_with(stdws::Config::default(), stdws::Config::default())
+}
+
+/// A server connection accepted with `config` and the raw client that opened it with
+/// [`RawConn::handshake`]. The server's stream has [`IO_TIMEOUT`] timeouts.
+pub fn server_and_raw_client(config: stdws::Config) -> (WebSocket<TcpStream>, RawConn) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    let server = spawn_bounded(move || {
+        let stream = accept_within(&listener);
+        stdws::accept_with(stream, config, |_, _| Ok(()))
+    });
+    let raw = RawConn::handshake(addr);
+    let ws = server.join(IO_TIMEOUT).expect("server handshake");
+    (ws, raw)
+}
+
+/// A client connection opened with `config` and the raw server that answered its handshake
+/// with [`RawConn::accept_upgrade`]. The client's stream has [`IO_TIMEOUT`] timeouts.
+pub fn client_and_raw_server(config: stdws::Config) -> (WebSocket<TcpStream>, RawConn) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let client = spawn_bounded(move || stdws::ClientBuilder::new(url).config(config).connect());
+    let mut raw = RawConn::new(accept_within(&listener));
+    raw.accept_upgrade("", b"");
+    let (ws, _response) = client.join(IO_TIMEOUT).expect("client handshake");
+    set_timeouts(ws.get_ref());
+    (ws, raw)
+}
