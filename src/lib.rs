@@ -41,6 +41,14 @@
 //! # Ok::<(), stdws::Error>(())
 //! ```
 //!
+//! # Servers
+//!
+//! [`WebSocket::split`] gives a [`ReadHalf`] and a cloneable [`WriteHalf`] for full-duplex
+//! use from several threads; [`Config::keepalive`] pings quiet peers from inside `read`;
+//! [`IncomingRequest`] serves plain HTTP and WebSocket upgrades on one port. The README's
+//! "Writing a server" and `examples/chat.rs` show the whole thread-per-connection pattern,
+//! including graceful shutdown.
+//!
 //! # Layout
 //!
 //! The protocol rules are pure functions over byte slices, unit-tested and fuzzable without
