@@ -1,5 +1,7 @@
 //! Limits and buffer sizes for a connection.
 
+use std::time::Duration;
+
 use crate::keepalive::KeepAlive;
 
 /// Limits and buffer sizes, shared by the server and client roles.
@@ -27,6 +29,12 @@ pub struct Config {
     pub max_head_size: usize,
     /// Most header lines accepted in an HTTP head. Default 64.
     pub max_headers: usize,
+    /// The whole opening handshake must be done within this (server: reading the request;
+    /// client: sending the request and reading the response), however slowly the peer
+    /// trickles bytes. A silent peer is caught by the stream's read timeout, which
+    /// `connect` sets from this; on a server, set one on the socket before accepting.
+    /// `None`: no limit. Default 10 s.
+    pub handshake_timeout: Option<Duration>,
     /// Size of the read buffer, allocated on the first read. Payloads of any size pass
     /// through it in pieces; it never grows. Default 4 KiB (minimum 256).
     pub read_buffer_size: usize,
@@ -53,6 +61,7 @@ impl Default for Config {
             max_frame_size: Some(16 << 20),
             max_head_size: 16 << 10,
             max_headers: 64,
+            handshake_timeout: Some(Duration::from_secs(10)),
             read_buffer_size: 4 << 10,
             write_buffer_size: 16 << 10,
             max_write_buffer_size: (64 << 20) + (64 << 10),
@@ -84,6 +93,12 @@ impl Config {
     /// Sets [`max_headers`](Self::max_headers).
     pub fn max_headers(mut self, max: usize) -> Self {
         self.max_headers = max;
+        self
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
         self
     }
 

@@ -14,7 +14,7 @@ use base64::Engine;
 
 use crate::config::Config;
 use crate::error::{is_retryable, Error, HandshakeError, UrlError};
-use crate::handshake::{derive_accept_key, read_head, Response};
+use crate::handshake::{derive_accept_key, handshake_deadline, read_head, Response};
 use crate::http;
 use crate::rand::Rng;
 use crate::url::WsUrl;
@@ -50,7 +50,6 @@ pub struct ClientBuilder {
     subprotocols: Vec<String>,
     config: Config,
     connect_timeout: Option<Duration>,
-    handshake_timeout: Option<Duration>,
     nodelay: bool,
 }
 
@@ -65,7 +64,6 @@ impl ClientBuilder {
             subprotocols: Vec::new(),
             config: Config::default(),
             connect_timeout: Some(Duration::from_secs(10)),
-            handshake_timeout: Some(Duration::from_secs(10)),
             nodelay: true,
         }
     }
@@ -84,7 +82,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Sets the connection's limits and buffer sizes.
+    /// Sets the connection's limits, buffer sizes and handshake timeout.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -97,10 +95,12 @@ impl ClientBuilder {
         self
     }
 
-    /// Bounds each read and write of the handshake in [`connect`](Self::connect) (set as the
-    /// socket's read and write timeouts, cleared afterwards). `None`: wait forever.
+    /// Bounds the handshake: [`connect`](Self::connect) sets it as the socket's read and
+    /// write timeouts (cleared afterwards), and any stream's handshake fails with
+    /// [`HandshakeError::TimedOut`](crate::HandshakeError) once it is over. `None`: wait
+    /// forever. Default 10 s.
     pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.handshake_timeout = timeout;
+        self.config.handshake_timeout = timeout;
         self
     }
 
@@ -122,8 +122,8 @@ impl ClientBuilder {
         }
         let stream = self.open_tcp(&url)?;
         stream.set_nodelay(self.nodelay)?;
-        stream.set_read_timeout(self.handshake_timeout)?;
-        stream.set_write_timeout(self.handshake_timeout)?;
+        stream.set_read_timeout(self.config.handshake_timeout)?;
+        stream.set_write_timeout(self.config.handshake_timeout)?;
         let (ws, response) = self.handshake(stream, &url)?;
         ws.get_ref().set_read_timeout(None)?;
         ws.get_ref().set_write_timeout(None)?;
@@ -159,12 +159,13 @@ impl ClientBuilder {
         mut stream: T,
         url: &WsUrl,
     ) -> Result<(WebSocket<T>, Response), Error> {
+        let deadline = handshake_deadline(&self.config);
         let mut rng = Rng::new();
         let key = base64::engine::general_purpose::STANDARD.encode(rng.bytes16());
         let request = self.request_head(url, &key)?;
         stream.write_all(request.as_bytes()).map_err(timeout)?;
         stream.flush().map_err(timeout)?;
-        let (mut buf, head_len) = read_head(&mut stream, &self.config)?;
+        let (mut buf, head_len) = read_head(&mut stream, &self.config, deadline)?;
         let mut response = Response::parse(&buf[..head_len], self.config.max_headers)?;
         buf.drain(..head_len);
         if response.status() != 101 {

@@ -9,6 +9,7 @@ pub mod client;
 pub mod server;
 
 use std::io::{ErrorKind, Read};
+use std::time::Instant;
 
 use base64::Engine;
 
@@ -194,11 +195,14 @@ impl Response {
 }
 
 /// Reads from `stream` until a complete HTTP head has arrived, within the size limit of
-/// `config`. Returns the bytes read and the length of the head; bytes after the head (the
-/// peer's first frames) are kept at the end of the buffer.
+/// `config` and by `deadline` (checked whenever a read returns, so a peer trickling bytes
+/// cannot stretch the handshake; a silent peer is bounded by the stream's read timeout).
+/// Returns the bytes read and the length of the head; bytes after the head (the peer's
+/// first frames) are kept at the end of the buffer.
 pub(crate) fn read_head<T: Read>(
     stream: &mut T,
     config: &Config,
+    deadline: Option<Instant>,
 ) -> Result<(Vec<u8>, usize), Error> {
     let mut buf = Vec::new();
     let mut scanned = 0;
@@ -214,14 +218,22 @@ pub(crate) fn read_head<T: Read>(
         match result {
             Ok(0) => return Err(HandshakeError::Incomplete.into()),
             Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if is_retryable(e.kind()) => return Err(HandshakeError::TimedOut.into()),
             Err(e) => return Err(e.into()),
         }
         if let Some(end) = http::check_head(&buf, &mut scanned, config.max_head_size)? {
             return Ok((buf, end));
         }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(HandshakeError::TimedOut.into());
+        }
     }
+}
+
+/// When a handshake that starts now must be done, per `config.handshake_timeout`.
+pub(crate) fn handshake_deadline(config: &Config) -> Option<Instant> {
+    config.handshake_timeout.map(|t| Instant::now() + t)
 }
 
 /// The reason phrase for the status codes this crate sends.

@@ -9,7 +9,7 @@ use base64::Engine;
 
 use crate::config::Config;
 use crate::error::{Error, HandshakeError};
-use crate::handshake::{derive_accept_key, read_head, reason_phrase, Request};
+use crate::handshake::{derive_accept_key, handshake_deadline, read_head, reason_phrase, Request};
 use crate::http;
 use crate::websocket::{Role, WebSocket};
 
@@ -258,8 +258,15 @@ pub struct IncomingRequest<T> {
 impl<T: Read + Write> IncomingRequest<T> {
     /// Reads and parses one request head from `stream`, within the limits of `config`. A
     /// head that is too large (431) or malformed (400) is answered and fails here.
+    ///
+    /// [`Config::handshake_timeout`] (default 10 s) bounds the whole read: a client that
+    /// trickles its request fails with [`HandshakeError::TimedOut`]. A client that sends
+    /// nothing at all is bounded only by the stream's own read timeout, which a generic
+    /// stream cannot be given from here: on a `TcpStream`, call `set_read_timeout` before
+    /// accepting (the examples do), or a silent client holds the thread.
     pub fn read(mut stream: T, config: Config) -> Result<IncomingRequest<T>, Error> {
-        let (mut buf, head_len) = match read_head(&mut stream, &config) {
+        let deadline = handshake_deadline(&config);
+        let (mut buf, head_len) = match read_head(&mut stream, &config, deadline) {
             Ok(read) => read,
             Err(Error::Handshake(e @ HandshakeError::HeadTooLarge)) => {
                 return refuse(
