@@ -5,15 +5,19 @@
 //! ```
 //!
 //! Accepts any path. Logs connects, disconnects and errors to stderr. This is the testee for
-//! the Autobahn|Testsuite's fuzzing client.
+//! the Autobahn|Testsuite's fuzzing client. A silent client is dropped after 10 s during the
+//! handshake, and an idle one once it ignores a keep-alive ping (30 s + 30 s).
 
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use stdws::{Error, Message};
+use stdws::{Config, Error, KeepAlive, Message};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() {
     let addr = std::env::args()
@@ -50,15 +54,20 @@ fn serve(stream: TcpStream) {
         eprintln!("{peer}: cannot set a read timeout: {e}");
         return;
     }
-    let mut ws = match stdws::accept(stream) {
+    // Idle connections are bounded by keep-alive: after KEEPALIVE_INTERVAL of silence `read`
+    // pings the client, and fails the connection (1011) if it stays silent for
+    // KEEPALIVE_TIMEOUT more. The timers are checked when the read timeout fires.
+    let config =
+        Config::default().keepalive(Some(KeepAlive::new(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)));
+    let mut ws = match stdws::accept_with(stream, config, |_, _| Ok(())) {
         Ok(ws) => ws,
         Err(e) => {
             eprintln!("{peer}: handshake failed: {e}");
             return;
         }
     };
-    if let Err(e) = ws.get_ref().set_read_timeout(None) {
-        eprintln!("{peer}: cannot clear the read timeout: {e}");
+    if let Err(e) = ws.get_ref().set_read_timeout(Some(READ_TIMEOUT)) {
+        eprintln!("{peer}: cannot set the read timeout: {e}");
         return;
     }
     eprintln!("{peer}: connected");
@@ -76,6 +85,8 @@ fn serve(stream: TcpStream) {
         };
         match result {
             Ok(()) => {}
+            // The read timeout fired (keep-alive was checked); nothing is lost.
+            Err(e) if e.is_would_block() => {}
             Err(Error::ConnectionClosed(_)) => {
                 eprintln!("{peer}: disconnected");
                 return;
