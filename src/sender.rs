@@ -92,10 +92,25 @@ impl Sender {
     #[inline(always)]
     fn room(&mut self, n: usize) -> &mut [u8] {
         if self.buf.len() - self.end < n {
+            self.make_room(n);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Moves the unwritten bytes to the front, then grows the buffer if that was not enough.
+    /// Without the move, a queue that never empties (a peer that drains more slowly than we
+    /// send) would grow the buffer by every byte ever sent.
+    #[cold]
+    fn make_room(&mut self, n: usize) {
+        if self.written > 0 {
+            self.buf.copy_within(self.written..self.end, 0);
+            self.end -= self.written;
+            self.written = 0;
+        }
+        if self.buf.len() - self.end < n {
             let need = self.end + n;
             self.buf.resize(need.max(self.buf.len() * 2), 0);
         }
-        &mut self.buf[self.end..]
     }
 
     /// Sends a text or binary message (split into frames of at most `fragment_size` if
@@ -369,6 +384,28 @@ mod tests {
         }
         assert_eq!(at, w.out.len());
         assert_eq!(payload, big);
+    }
+
+    #[test]
+    fn buffer_stays_bounded_when_the_queue_never_empties() {
+        // A 10 KB backlog, then each round adds one 62-byte frame and the stream takes 62
+        // bytes: the queue never drains, but the buffer must only hold what is unwritten,
+        // not everything ever sent (about 134 KB here).
+        let mut s = Sender::new(None, None);
+        s.frame(OpCode::Binary, true, &[1u8; 10_000]);
+        let mut w = Choppy {
+            out: Vec::new(),
+            n: 62,
+            block: false,
+        };
+        for _ in 0..2000 {
+            s.frame(OpCode::Binary, true, &[7u8; 60]);
+            let _ = s.flush(&mut w);
+            assert!(s.pending() > 0);
+            assert!(s.buf.len() <= 32 * 1024, "buffer grew to {}", s.buf.len());
+        }
+        while s.flush(&mut w).is_err() {}
+        assert_eq!(w.out.len(), 10_004 + 2000 * 62);
     }
 
     #[test]
