@@ -8,8 +8,8 @@
 //! lock except to echo the peer's close:
 //! - it keeps its own view of where the connection is (reading, closed, ended), and reports
 //!   the end itself;
-//! - the pong it owes goes into a mailbox; whoever holds the lock next (a writer after its
-//!   frame, or the reader when the lock is free) writes it;
+//! - the pongs it owes go into a mailbox (up to 32; beyond that the oldest are dropped, as
+//!   RFC 6455 §5.5.3 allows); whoever takes or releases the lock next writes them;
 //! - writing out pending bytes before a wait, keep-alive pings and the close frame of a
 //!   protocol failure happen only when the lock is free (`try_lock`); a failure the reader
 //!   cannot announce shuts the socket down instead;
@@ -28,6 +28,7 @@
 //!   [`Config::keepalive`](crate::Config)) and read timeouts bound how long a reader waits on
 //!   a silent peer, also after our close frame.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -53,8 +54,9 @@ pub(crate) struct Io<W> {
 /// What both halves share.
 pub(crate) struct Shared<W> {
     io: Mutex<Io<W>>,
-    /// The payload of the last ping the reader has not answered yet.
-    pong: Mutex<Option<Vec<u8>>>,
+    /// Payloads of pings the reader has not answered yet, oldest first (at most
+    /// `MAX_OWED_PONGS`).
+    pong: Mutex<VecDeque<Vec<u8>>>,
     /// A copy of `io.out.state`, readable without the lock (see `state_code`).
     state: AtomicU8,
     /// A second handle to the socket, to shut it down while a writer holds `io`.
@@ -68,6 +70,11 @@ impl<W> std::fmt::Debug for Shared<W> {
             .finish_non_exhaustive()
     }
 }
+
+/// Pongs owed while a writer holds the lock. Beyond this the oldest are dropped: RFC 6455
+/// §5.5.3 allows answering only the most recent ping, and a ping flood must not queue
+/// without bound.
+const MAX_OWED_PONGS: usize = 32;
 
 const OPEN: u8 = 0;
 const CLOSING: u8 = 1;
@@ -90,7 +97,7 @@ impl<W: Write> Shared<W> {
         Shared {
             state: AtomicU8::new(state_code(&out.state)),
             io: Mutex::new(Io { stream, out }),
-            pong: Mutex::new(None),
+            pong: Mutex::new(VecDeque::new()),
             control,
         }
     }
@@ -112,15 +119,29 @@ impl<W: Write> Shared<W> {
         }
     }
 
-    /// Queues the pong the reader owes, if any (before anything else is written).
+    /// Queues the pongs the reader owes, if any (before anything else is written).
     fn take_pong(&self, io: &mut Io<W>) {
-        let owed = self
-            .pong
+        let owed = std::mem::take(&mut *self.owed());
+        for payload in owed {
+            io.out.on_ping(&payload);
+        }
+    }
+
+    fn owed(&self) -> MutexGuard<'_, VecDeque<Vec<u8>>> {
+        self.pong
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        if let Some(payload) = owed {
-            io.out.on_ping(&payload);
+    }
+
+    /// Answers a pong still in the mailbox if the write side is free. Whoever releases the
+    /// lock calls this, so a pong deposited while the lock was held is never stranded: if
+    /// the depositing reader found the lock taken, the holder sees the pong on release.
+    fn answer_owed_pong(&self) {
+        let owed = !self.owed().is_empty();
+        if owed {
+            if let Some(mut io) = self.try_io() {
+                self.settle(&mut io);
+            }
         }
     }
 
@@ -245,12 +266,13 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
     }
 
     fn on_ping(&mut self, payload: &[u8]) {
-        // The latest ping wins: one pending pong at most, however many pings arrive.
-        *self
-            .shared
-            .pong
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(payload.to_vec());
+        {
+            let mut owed = self.shared.owed();
+            if owed.len() == MAX_OWED_PONGS {
+                owed.pop_front();
+            }
+            owed.push_back(payload.to_vec());
+        }
         if let Some(mut io) = self.shared.try_io() {
             self.shared.settle(&mut io);
         }
@@ -347,11 +369,17 @@ impl<W: Write> WriteHalf<W> {
 
     /// Runs `f` on the write side (after any pong the reader owes), then flushes.
     fn with(&self, f: impl FnOnce(&mut W, &mut Outgoing) -> Result<()>) -> Result<()> {
-        let mut io = self.shared.io();
-        self.shared.take_pong(&mut io);
-        let Io { stream, out } = &mut *io;
-        let result = f(stream, out).and_then(|()| out.flush_queued(stream));
-        self.shared.mirror(out);
+        let result = {
+            let mut io = self.shared.io();
+            self.shared.take_pong(&mut io);
+            let Io { stream, out } = &mut *io;
+            let result = f(stream, out).and_then(|()| out.flush_queued(stream));
+            self.shared.mirror(out);
+            result
+        };
+        // A ping read while we held the lock left its pong in the mailbox, and the reader
+        // may now be blocked in `read`: answer it before leaving.
+        self.shared.answer_owed_pong();
         result
     }
 
