@@ -586,3 +586,139 @@ pub fn client_and_raw_server(config: stdws::Config) -> (WebSocket<TcpStream>, Ra
     set_timeouts(ws.get_ref());
     (ws, raw)
 }
+
+// ---------------------------------------------------------------------------------------
+// Memory of this process, and running memory-sensitive tests one at a time.
+// ---------------------------------------------------------------------------------------
+
+/// A `/proc/self/status` field in KiB (`VmRSS`, `VmHWM`, `Threads` as a count); `None`
+/// where `/proc` is not available.
+pub fn proc_status(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Serialises the tests of one binary that measure this process's memory (or that would
+/// disturb such a measurement): hold the guard for the whole test. A test that panicked
+/// while holding it does not block the others.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Measures how far this process's resident memory rises above where it was at
+/// [`MemoryWatch::start`]: the peak (`VmHWM`, reset to the current RSS at the start through
+/// `/proc/self/clear_refs` where allowed) and the current RSS. Take [`serial`] first: the
+/// figures are for the whole process.
+pub struct MemoryWatch {
+    rss_start: u64,
+    hwm_start: u64,
+    /// The peak was reset to the RSS at the start, so it measures this test alone.
+    peak_reset: bool,
+}
+
+impl MemoryWatch {
+    /// `None` where `/proc/self/status` is not available (the checks are then skipped).
+    pub fn start() -> Option<MemoryWatch> {
+        let peak_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+        Some(MemoryWatch {
+            rss_start: proc_status("VmRSS")?,
+            hwm_start: proc_status("VmHWM")?,
+            peak_reset,
+        })
+    }
+
+    /// How much the peak resident memory rose above the RSS at the start, in KiB. Without
+    /// the reset, only a peak above the earlier one shows (an underestimate).
+    pub fn peak_growth_kib(&self) -> u64 {
+        let hwm = proc_status("VmHWM").unwrap_or(0);
+        if self.peak_reset {
+            hwm.saturating_sub(self.rss_start)
+        } else {
+            hwm.saturating_sub(self.hwm_start)
+        }
+    }
+
+    /// How much the resident memory is above the RSS at the start now, in KiB.
+    pub fn rss_growth_kib(&self) -> u64 {
+        proc_status("VmRSS")
+            .unwrap_or(0)
+            .saturating_sub(self.rss_start)
+    }
+
+    /// Panics if the peak rose by `max_mib` MiB or more.
+    pub fn assert_peak_below(&self, max_mib: u64, what: &str) {
+        let grew = self.peak_growth_kib();
+        eprintln!("{what}: peak resident memory +{grew} KiB");
+        assert!(
+            grew < max_mib << 10,
+            "{what}: peak resident memory grew by {} KiB (limit {max_mib} MiB)",
+            grew
+        );
+    }
+}
+
+/// A small deterministic generator (xorshift64*) for hostile inputs that must be
+/// reproducible from a seed.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0.max(1);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+/// Reads everything a raw peer receives until EOF, a reset or `within` passes (without
+/// panicking, unlike [`RawConn::read_to_end`]); returns the bytes and how it ended.
+pub fn read_until_end(stream: &TcpStream, within: Duration) -> (Vec<u8>, std::io::Result<()>) {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 << 10];
+    let mut s = stream;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (out, Err(ErrorKind::TimedOut.into()));
+        }
+        let _ = s.set_read_timeout(Some(left));
+        match s.read(&mut buf) {
+            Ok(0) => return (out, Ok(())),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return (out, Err(e)),
+        }
+    }
+}
+
+/// Splits bytes into whole frames; the second value is the length of an incomplete frame
+/// left at the end (0 if none).
+pub fn parse_frames(mut bytes: &[u8]) -> (Vec<Frame>, usize) {
+    let mut frames = Vec::new();
+    while let Some((frame, len)) = parse_frame(bytes) {
+        frames.push(frame);
+        bytes = &bytes[len..];
+    }
+    (frames, bytes.len())
+}

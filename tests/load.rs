@@ -1,0 +1,315 @@
+//! Load tests against an in-process, thread-per-connection stdws echo server (server threads
+//! with 64 KiB stacks, as the README recommends), over 127.0.0.1. Ignored in the normal
+//! suite; run them with:
+//!
+//! ```sh
+//! cargo test --release --test load -- --ignored --nocapture
+//! ```
+//!
+//! They need about 5,000 file descriptors (`ulimit -n`) and print what they measure. The
+//! memory figures are this process's RSS, so they are cleanest for a test run alone (add
+//! its name, e.g. `two_thousand`, after `--nocapture`): a test that runs after the other
+//! reuses memory that one freed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{proc_status, serial, spawn_bounded, upgrade_request};
+use stdws::{ClientBuilder, Error, Message, WebSocket};
+
+/// Stack of each server connection thread.
+const STACK_SIZE: usize = 64 << 10;
+
+/// The server's counters.
+#[derive(Default)]
+struct Stats {
+    /// Connection threads running.
+    live: AtomicUsize,
+    /// Connections that ended with the closing handshake.
+    clean: AtomicUsize,
+    /// Connections that ended otherwise (with the first few errors kept).
+    failed: AtomicUsize,
+    errors: Mutex<Vec<String>>,
+}
+
+/// A thread-per-connection echo server on 127.0.0.1:0. Returns its address, its counters
+/// and a flag that stops the accept loop (which then needs one more connection to wake up).
+fn echo_server() -> (SocketAddr, Arc<Stats>, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, st) = (Arc::clone(&stats), Arc::clone(&stop));
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            if st.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(stream) = stream else { continue };
+            let stats = Arc::clone(&s);
+            stats.live.fetch_add(1, Ordering::SeqCst);
+            let spawned = thread::Builder::new()
+                .stack_size(STACK_SIZE)
+                .spawn(move || {
+                    let result = serve(stream);
+                    match result {
+                        Ok(()) => stats.clean.fetch_add(1, Ordering::SeqCst),
+                        Err(e) => {
+                            let mut errors = stats.errors.lock().unwrap();
+                            if errors.len() < 5 {
+                                errors.push(e.to_string());
+                            }
+                            stats.failed.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
+                    stats.live.fetch_sub(1, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                s.live.fetch_sub(1, Ordering::SeqCst);
+                s.failed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (addr, stats, stop)
+}
+
+/// One connection: the handshake (10 s read timeout), then echo until the closing
+/// handshake (60 s read timeout: an idle connection stays up that long).
+fn serve(stream: TcpStream) -> stdws::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_nodelay(true)?;
+    let mut ws = stdws::accept(stream)?;
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(60)))?;
+    loop {
+        match ws.read() {
+            Ok(msg @ (Message::Text(_) | Message::Binary(_))) => ws.write(msg)?,
+            Ok(Message::Close(_)) | Err(Error::ConnectionClosed(_)) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Stops the accept loop of [`echo_server`].
+fn stop_server(addr: SocketAddr, stop: &AtomicBool) {
+    stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+}
+
+/// Waits until no connection thread is left, at most `within`; returns how many are.
+fn wait_idle(stats: &Stats, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let live = stats.live.load(Ordering::SeqCst);
+        if live == 0 || Instant::now() >= deadline {
+            return live;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The soft limit on open files, from /proc/self/limits.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// 1,000 connections open at the same time, each echoing 100 messages (text and binary,
+/// 16 B to 1 KiB), driven by 8 client threads in lock-step rounds; every echo checked, every
+/// connection closed cleanly, all within 120 s.
+#[test]
+#[ignore = "load test: cargo test --release --test load -- --ignored --nocapture"]
+fn thousand_concurrent_connections_echo_100_messages_each() {
+    let _serial = serial();
+    const CONNS: usize = 1000;
+    const WORKERS: usize = 8;
+    const MESSAGES: usize = 100;
+    if let Some(limit) = open_files_limit() {
+        assert!(limit >= 2 * CONNS as u64 + 100, "ulimit -n is {limit}");
+    }
+    let rss_before = proc_status("VmRSS").unwrap_or(0);
+    let (addr, stats, stop) = echo_server();
+    let url = format!("ws://{addr}/echo");
+    let start = Instant::now();
+    let all_connected = Arc::new(Barrier::new(WORKERS + 1));
+    let all_done = Arc::new(Barrier::new(WORKERS + 1));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let url = url.clone();
+            let (connected, done) = (Arc::clone(&all_connected), Arc::clone(&all_done));
+            spawn_bounded(move || -> Result<usize, String> {
+                let ids: Vec<usize> = (w..CONNS).step_by(WORKERS).collect();
+                let mut conns: Vec<WebSocket<TcpStream>> = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let (ws, _) = ClientBuilder::new(url.as_str())
+                        .connect()
+                        .map_err(|e| format!("connection {id}: {e}"))?;
+                    ws.get_ref()
+                        .set_read_timeout(Some(Duration::from_secs(30)))
+                        .unwrap();
+                    conns.push(ws);
+                }
+                connected.wait();
+                let mut echoed = 0;
+                for round in 0..MESSAGES {
+                    let sent: Vec<Message> = ids
+                        .iter()
+                        .map(|id| {
+                            if round % 2 == 0 {
+                                Message::text(format!("connection {id} message {round}"))
+                            } else {
+                                Message::binary(vec![
+                                    (id + round) as u8;
+                                    16 + (id * 7 + round) % 1000
+                                ])
+                            }
+                        })
+                        .collect();
+                    for (ws, msg) in conns.iter_mut().zip(&sent) {
+                        ws.send(msg.clone()).map_err(|e| format!("send: {e}"))?;
+                    }
+                    for (ws, msg) in conns.iter_mut().zip(&sent) {
+                        let got = ws.read().map_err(|e| format!("read: {e}"))?;
+                        if got != *msg {
+                            return Err(format!("round {round}: wrong echo"));
+                        }
+                        echoed += 1;
+                    }
+                }
+                done.wait();
+                for ws in &mut conns {
+                    ws.close_and_wait(1000, "done", Duration::from_secs(10))
+                        .map_err(|e| format!("close: {e}"))?;
+                }
+                Ok(echoed)
+            })
+        })
+        .collect();
+    all_connected.wait();
+    let connected_after = start.elapsed();
+    let threads = proc_status("Threads").unwrap_or(0);
+    let rss_connected = proc_status("VmRSS").unwrap_or(0);
+    all_done.wait();
+    let echo_time = start.elapsed() - connected_after;
+    let mut echoed = 0;
+    for worker in workers {
+        echoed += worker
+            .join(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("client worker failed: {e}"));
+    }
+    let left = wait_idle(&stats, Duration::from_secs(10));
+    stop_server(addr, &stop);
+    let total = start.elapsed();
+    println!(
+        "1,000 concurrent connections: all connected after {connected_after:.2?} \
+         ({threads} threads, RSS {:.1} MiB, {:.1} MiB above the start of the test, which \
+         reuses memory an earlier test freed); {echoed} echoes in {echo_time:.2?} \
+         ({:.0} echoes/s, round trips of 1,000 connections per round); all closed after \
+         {total:.2?}",
+        mib(rss_connected),
+        mib(rss_connected.saturating_sub(rss_before)),
+        echoed as f64 / echo_time.as_secs_f64(),
+    );
+    assert_eq!(echoed, CONNS * MESSAGES);
+    assert_eq!(left, 0, "connection threads still running");
+    assert_eq!(
+        stats.failed.load(Ordering::SeqCst),
+        0,
+        "server errors: {:?}",
+        stats.errors.lock().unwrap()
+    );
+    assert_eq!(stats.clean.load(Ordering::SeqCst), CONNS);
+    assert!(total < Duration::from_secs(120), "{total:?}");
+}
+
+/// 2,000 idle connections: raw TCP clients that did the handshake (so the client side costs
+/// next to nothing in this process) and sent one message each, with their server threads
+/// waiting in `read`. Prints this process's resident memory per connection.
+#[test]
+#[ignore = "load test: cargo test --release --test load -- --ignored --nocapture"]
+fn two_thousand_idle_connections_memory() {
+    let _serial = serial();
+    const CONNS: usize = 2000;
+    if let Some(limit) = open_files_limit() {
+        assert!(limit >= 2 * CONNS as u64 + 100, "ulimit -n is {limit}");
+    }
+    let (addr, stats, stop) = echo_server();
+    // Warm up: one connection, so the process's one-time costs are in the baseline.
+    {
+        let (mut ws, _) = stdws::connect(&format!("ws://{addr}/")).unwrap();
+        ws.send_text("warm-up").unwrap();
+        ws.read().unwrap();
+        ws.close_and_wait(1000, "", Duration::from_secs(5)).unwrap();
+    }
+    assert_eq!(wait_idle(&stats, Duration::from_secs(5)), 0);
+    let rss_before = proc_status("VmRSS").unwrap_or(0);
+    let threads_before = proc_status("Threads").unwrap_or(0);
+    let start = Instant::now();
+    let request = upgrade_request("/");
+    // One masked text frame "hello" (key 1,2,3,4) and its echo, unmasked.
+    let hello = common::client_frame(true, 0x1, b"hello");
+    let echo = common::server_frame(true, 0x1, b"hello");
+    let mut clients = Vec::with_capacity(CONNS);
+    for i in 0..CONNS {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "connection {i}");
+        s.write_all(&hello).unwrap();
+        let mut reply = vec![0u8; echo.len()];
+        s.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, echo);
+        clients.push(s);
+    }
+    let opened = start.elapsed();
+    thread::sleep(Duration::from_millis(500)); // every server thread is back in `read`
+    let rss = proc_status("VmRSS").unwrap_or(0);
+    let threads = proc_status("Threads").unwrap_or(0);
+    let live = stats.live.load(Ordering::SeqCst);
+    let per_conn_kib = rss.saturating_sub(rss_before) as f64 / CONNS as f64;
+    println!(
+        "2,000 idle connections (opened in {opened:.2?}): {live} server threads \
+         ({} threads in the process, {} before), RSS {:.1} MiB -> {:.1} MiB: \
+         {per_conn_kib:.1} KiB per idle connection (server thread with a 64 KiB stack, its \
+         WebSocket and socket; the raw client side is a file descriptor)",
+        threads,
+        threads_before,
+        mib(rss_before),
+        mib(rss),
+    );
+    assert_eq!(live, CONNS);
+    drop(clients); // EOF: every server thread ends with AbnormalClosure
+    let left = wait_idle(&stats, Duration::from_secs(20));
+    stop_server(addr, &stop);
+    assert_eq!(left, 0, "connection threads still running");
+    let rss_after = proc_status("VmRSS").unwrap_or(0);
+    println!(
+        "after closing them: RSS {:.1} MiB, VmHWM {:.1} MiB",
+        mib(rss_after),
+        mib(proc_status("VmHWM").unwrap_or(0))
+    );
+    assert!(
+        per_conn_kib < 256.0,
+        "{per_conn_kib:.1} KiB per idle connection"
+    );
+}
