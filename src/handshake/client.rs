@@ -23,13 +23,15 @@ use crate::websocket::{Role, WebSocket};
 /// Largest refusal body kept in [`Error::Http`].
 const MAX_ERROR_BODY: usize = 64 << 10;
 
-/// Headers the client handshake writes itself.
-const RESERVED: [&str; 5] = [
+/// Headers the client handshake writes itself (subprotocols go through
+/// [`ClientBuilder::subprotocol`], so the response check knows what was offered).
+const RESERVED: [&str; 6] = [
     "upgrade",
     "connection",
     "sec-websocket-key",
     "sec-websocket-version",
     "sec-websocket-extensions",
+    "sec-websocket-protocol",
 ];
 
 /// Options for a client connection: extra headers, subprotocols, timeouts and limits.
@@ -190,6 +192,9 @@ impl ClientBuilder {
                 ));
             }
             if name.eq_ignore_ascii_case("host") {
+                if value.trim().is_empty() {
+                    return Err(Error::InvalidInput("empty Host header"));
+                }
                 host = value;
             } else {
                 extra.push_str(&format!("{name}: {value}\r\n"));
@@ -261,9 +266,8 @@ fn check_response(response: &Response, key: &str, offered: &[String]) -> Result<
 fn read_error_body<T: Read>(stream: &mut T, response: &Response, mut body: Vec<u8>) -> Vec<u8> {
     let declared = response
         .header("Content-Length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let want = declared.min(MAX_ERROR_BODY);
+        .and_then(|v| v.parse::<usize>().ok());
+    let want = declared.unwrap_or(0).min(MAX_ERROR_BODY);
     while body.len() < want {
         let len = body.len();
         body.resize(want, 0);
@@ -282,7 +286,11 @@ fn read_error_body<T: Read>(stream: &mut T, response: &Response, mut body: Vec<u
         break;
     }
     // Without a Content-Length, keep what already arrived (up to the cap).
-    body.truncate(if declared > 0 { want } else { MAX_ERROR_BODY });
+    body.truncate(if declared.is_some() {
+        want
+    } else {
+        MAX_ERROR_BODY
+    });
     body
 }
 
@@ -360,5 +368,27 @@ mod tests {
             .header("X", "a\r\nb")
             .request_head(&url, "KEY");
         assert!(matches!(bad, Err(Error::InvalidInput(_))));
+        // Found by fuzzing: an empty Host, and a subprotocol offer that bypasses the
+        // response check.
+        let bad = ClientBuilder::new("")
+            .header("Host", " ")
+            .request_head(&url, "KEY");
+        assert!(matches!(bad, Err(Error::InvalidInput(_))));
+        let bad = ClientBuilder::new("")
+            .header("Sec-WebSocket-Protocol", "x")
+            .request_head(&url, "KEY");
+        assert!(matches!(bad, Err(Error::InvalidInput(_))));
+    }
+
+    #[test]
+    fn refusal_body_respects_a_zero_content_length() {
+        // Found by fuzzing: bytes after a `Content-Length: 0` head are not the body.
+        let head = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
+        let response = Response::parse(head, 64).unwrap();
+        let body = read_error_body(&mut &b""[..], &response, b"NOT-A-BODY".to_vec());
+        assert!(body.is_empty());
+        let response = Response::parse(b"HTTP/1.1 403 Forbidden\r\n\r\n", 64).unwrap();
+        let body = read_error_body(&mut &b""[..], &response, b"kept".to_vec());
+        assert_eq!(body, b"kept");
     }
 }
