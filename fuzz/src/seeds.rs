@@ -385,6 +385,11 @@ pub fn responses() -> Vec<(&'static str, Vec<u8>)> {
             "404_long_length",
             "HTTP/1.1 404 Not Found\r\nContent-Length: 99999999999\r\n\r\nabc".into(),
         ),
+        // Finding F1 (fixed in 047d62d): the body is empty, not the bytes after the head.
+        (
+            "403_content_length_zero_F1",
+            "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\nNOT-A-BODY".into(),
+        ),
         ("http2_status", "HTTP/2 200\r\n\r\n".into()),
         ("bad_status", "HTTP/1.1 1x1 Nope\r\n\r\n".into()),
         ("no_reason", "HTTP/1.1 101\r\n\r\n".into()),
@@ -450,6 +455,12 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
         ),
         ("bad_header", "ws://h/\nX\r\nY\nz"),
         ("bad_protocol", "ws://h/\nX\ny\na b"),
+        // Findings F2 and F3 (fixed in 047d62d): must be refused with InvalidInput.
+        ("empty_host_F2", "ws://h/\nHost\n"),
+        (
+            "protocol_by_hand_F3",
+            "ws://h/\nSec-WebSocket-Protocol\nx\nchat",
+        ),
     ] {
         add("client_request", name, text.as_bytes().to_vec());
     }
