@@ -133,9 +133,9 @@ impl<W: Write> Shared<W> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Answers a pong still in the mailbox if the write side is free. Whoever releases the
-    /// lock calls this, so a pong deposited while the lock was held is never stranded: if
-    /// the depositing reader found the lock taken, the holder sees the pong on release.
+    /// Answers pongs still in the mailbox if the write side is free. The reader calls this
+    /// after depositing one, and every writer after releasing the lock, so a pong is never
+    /// stranded: if the reader found the lock taken, the holder sees the pong on release.
     fn answer_owed_pong(&self) {
         let owed = !self.owed().is_empty();
         if owed {
@@ -273,9 +273,7 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
             }
             owed.push_back(payload.to_vec());
         }
-        if let Some(mut io) = self.shared.try_io() {
-            self.shared.settle(&mut io);
-        }
+        self.shared.answer_owed_pong();
     }
 
     fn on_close(&mut self, frame: &Option<CloseFrame>) {
