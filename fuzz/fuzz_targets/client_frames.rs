@@ -5,21 +5,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stdws::{Role, WebSocket};
-use stdws_fuzz::{run_connection, Conn, FuzzStream, Input};
+use stdws::Role;
 
-fuzz_target!(|bytes: &[u8]| {
-    let input = Input::split(bytes);
-    // cfg bit 7: the first half of the bytes arrived with the handshake (`read_buffered`).
-    let buffered = if input.cfg & 0x80 != 0 {
-        input.data.len() / 2
-    } else {
-        0
-    };
-    let (early, rest) = input.data.split_at(buffered);
-    let stream = FuzzStream::new(&input, rest);
-    let ws =
-        WebSocket::from_raw_socket(stream.clone(), Role::Client, input.config(), early.to_vec());
-    let conn = Conn::new(ws, input.cfg & 0x10 != 0);
-    run_connection(&input, &stream, conn, Role::Client, input.data, 0);
-});
+fuzz_target!(|bytes: &[u8]| stdws_fuzz::fuzz_frames(bytes, Role::Client));

@@ -809,3 +809,21 @@ pub fn run_connection(
         );
     }
 }
+
+/// The `server_frames` / `client_frames` targets: a `WebSocket` of `role` built with
+/// `from_raw_socket` and fed the input's frames, optionally with the first half already
+/// read with the handshake (cfg bit 7) and split into halves (cfg bit 4).
+pub fn fuzz_frames(bytes: &[u8], role: stdws::Role) {
+    let input = Input::split(bytes);
+    let buffered = if input.cfg & 0x80 != 0 {
+        input.data.len() / 2
+    } else {
+        0
+    };
+    let (early, rest) = input.data.split_at(buffered);
+    let stream = FuzzStream::new(&input, rest);
+    let ws =
+        stdws::WebSocket::from_raw_socket(stream.clone(), role, input.config(), early.to_vec());
+    let conn = Conn::new(ws, input.cfg & 0x10 != 0);
+    run_connection(&input, &stream, conn, role, input.data, 0);
+}
