@@ -74,6 +74,7 @@ mod receiver;
 mod sender;
 mod socket;
 mod split;
+mod stream;
 mod url;
 mod utf8;
 mod websocket;
@@ -95,6 +96,9 @@ pub use crate::mask::apply_mask;
 pub use crate::message::Message;
 pub use crate::socket::Socket;
 pub use crate::split::{ReadHalf, WriteHalf};
+pub use crate::stream::{
+    MessageKind, MessageReader, MessageWriter, Streamed, DEFAULT_STREAM_FRAGMENT,
+};
 pub use crate::websocket::{Role, WebSocket};
 
 /// Connects to a `ws://` URL over TCP and performs the client handshake, with the defaults

@@ -141,15 +141,10 @@ impl Sender {
         loop {
             let (chunk, tail) = rest.split_at(rest.len().min(size));
             let fin = tail.is_empty();
-            if chunk.len() < direct_min || blocked.is_some() {
+            if blocked.is_some() {
                 self.frame(op, fin, chunk);
             } else {
-                let result = if self.rng.is_none() {
-                    self.write_through(stream, op, fin, chunk)
-                } else {
-                    self.write_masked(stream, op, fin, chunk)
-                };
-                match result {
+                match self.fragment_to(stream, op, fin, chunk, direct_min) {
                     Ok(()) => {}
                     Err(e) if is_retryable(e.kind()) => blocked = Some(e),
                     Err(e) => return Err(e),
@@ -160,6 +155,27 @@ impl Sender {
             }
             op = OpCode::Continuation;
             rest = tail;
+        }
+    }
+
+    /// Sends one frame: queued if its payload is shorter than `direct_min`, written through
+    /// otherwise (see [`message_to`](Self::message_to)).
+    #[inline]
+    pub fn fragment_to<W: Write>(
+        &mut self,
+        stream: &mut W,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        direct_min: usize,
+    ) -> io::Result<()> {
+        if payload.len() < direct_min {
+            self.frame(opcode, fin, payload);
+            Ok(())
+        } else if self.rng.is_none() {
+            self.write_through(stream, opcode, fin, payload)
+        } else {
+            self.write_masked(stream, opcode, fin, payload)
         }
     }
 
