@@ -43,7 +43,7 @@
 //! use std::time::Duration;
 //!
 //! let (mut ws, _response) = stdws::tls::connect("wss://example.com/socket")?;
-//! ws.get_ref().set_read_timeout(Some(Duration::from_millis(200)))?;
+//! ws.get_ref().tcp().set_read_timeout(Some(Duration::from_millis(200)))?;
 //! ws.send_text("hello")?;
 //! loop {
 //!     match ws.read() {
