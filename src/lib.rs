@@ -2,7 +2,7 @@
 //! `Read + Write` stream, one thread per connection, no async runtime.
 //!
 //! The only dependencies are `sha1_smol` and `base64` (for the handshake's accept key); the
-//! rest is `std`, without `unsafe`. The optional feature `rustls` adds [`tls`] (`wss://`
+//! rest is `std`, without `unsafe`. The optional feature `rustls` adds `stdws::tls` (`wss://`
 //! client and server) with `rustls` and `webpki-roots`.
 //!
 //! # Server

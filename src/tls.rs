@@ -69,6 +69,8 @@ use rustls::{
     ServerConnection, SideData, StreamOwned,
 };
 
+/// The `rustls` that stdws uses: build [`ClientConfig`]s and [`ServerConfig`]s with it, so
+/// that their version matches.
 pub use rustls;
 
 use crate::config::Config;
