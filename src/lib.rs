@@ -2,7 +2,8 @@
 //! `Read + Write` stream, one thread per connection, no async runtime.
 //!
 //! The only dependencies are `sha1_smol` and `base64` (for the handshake's accept key); the
-//! rest is `std`, without `unsafe`.
+//! rest is `std`, without `unsafe`. The optional feature `rustls` adds `stdws::tls` (`wss://`
+//! client and server) with `rustls` and `webpki-roots`.
 //!
 //! # Server
 //!
@@ -75,6 +76,8 @@ mod sender;
 mod socket;
 mod split;
 mod stream;
+#[cfg(feature = "rustls")]
+pub mod tls;
 mod url;
 mod utf8;
 mod websocket;
@@ -105,8 +108,8 @@ pub use crate::websocket::{Role, WebSocket};
 /// of [`ClientBuilder`] (10 s connect and handshake timeouts, `TCP_NODELAY`). Returns the
 /// connection and the server's 101 response.
 ///
-/// For headers, subprotocols or other options use [`ClientBuilder`]; for `wss://` open a TLS
-/// stream yourself and use [`client`].
+/// For headers, subprotocols or other options use [`ClientBuilder`]. For `wss://` use
+/// `tls::connect` (feature `rustls`), or open a TLS stream yourself and use [`client`].
 pub fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response)> {
     ClientBuilder::new(url).connect()
 }

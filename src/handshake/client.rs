@@ -47,12 +47,15 @@ const RESERVED: [&str; 6] = [
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
-    url: String,
+    pub(crate) url: String,
     headers: Vec<(String, String)>,
     subprotocols: Vec<String>,
-    config: Config,
+    pub(crate) config: Config,
     connect_timeout: Option<Duration>,
-    nodelay: bool,
+    pub(crate) nodelay: bool,
+    /// The caller's TLS settings for `wss://` (see `crate::tls`).
+    #[cfg(feature = "rustls")]
+    pub(crate) tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ClientBuilder {
@@ -67,6 +70,8 @@ impl ClientBuilder {
             config: Config::default(),
             connect_timeout: Some(Duration::from_secs(10)),
             nodelay: true,
+            #[cfg(feature = "rustls")]
+            tls_config: None,
         }
     }
 
@@ -115,8 +120,8 @@ impl ClientBuilder {
 
     /// Opens a TCP connection to the URL's host and performs the handshake.
     ///
-    /// `wss://` URLs fail with [`UrlError::TlsRequired`]: open a TLS stream yourself and use
-    /// [`client`](Self::client).
+    /// `wss://` URLs fail with [`UrlError::TlsRequired`]: use `connect_tls` (feature
+    /// `rustls`), or open a TLS stream yourself and use [`client`](Self::client).
     pub fn connect(self) -> Result<(WebSocket<TcpStream>, Response), Error> {
         let url = WsUrl::parse(&self.url)?;
         if url.secure {
@@ -140,7 +145,7 @@ impl ClientBuilder {
         self.handshake(stream, &url)
     }
 
-    fn open_tcp(&self, url: &WsUrl) -> Result<TcpStream, Error> {
+    pub(crate) fn open_tcp(&self, url: &WsUrl) -> Result<TcpStream, Error> {
         let addrs = (url.host.as_str(), url.port).to_socket_addrs()?;
         let mut last_error = None;
         for addr in addrs {
@@ -156,7 +161,7 @@ impl ClientBuilder {
         Err(last_error.map_or(Error::Url(UrlError::NoAddress), Error::Io))
     }
 
-    fn handshake<T: Read + Write>(
+    pub(crate) fn handshake<T: Read + Write>(
         self,
         mut stream: T,
         url: &WsUrl,
