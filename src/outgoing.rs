@@ -195,7 +195,10 @@ impl Outgoing {
     ) -> Result<()> {
         self.check_can_stream(stream)?;
         let direct_min = self.write_buffer_size.max(1);
-        match self.sender.message_to(stream, opcode, payload, direct_min) {
+        match self
+            .sender
+            .message_to(stream, opcode, 0, payload, direct_min)
+        {
             Ok(()) => {}
             // The rest is queued; `flush` finishes it.
             Err(e) if is_retryable(e.kind()) => {}
@@ -232,7 +235,7 @@ impl Outgoing {
         let direct_min = self.write_buffer_size.max(1);
         match self
             .sender
-            .fragment_to(stream, opcode, fin, payload, direct_min)
+            .fragment_to(stream, opcode, fin, 0, payload, direct_min)
         {
             Ok(()) => {}
             Err(e) if is_retryable(e.kind()) => {}
