@@ -2,7 +2,8 @@
 //! `Read + Write` stream, one thread per connection, no async runtime.
 //!
 //! The only dependencies are `sha1_smol` and `base64` (for the handshake's accept key); the
-//! rest is `std`, without `unsafe`.
+//! rest is `std`, without `unsafe`. The optional `deflate` feature adds permessage-deflate
+//! (RFC 7692, see `DeflateConfig`) with the pure-Rust `miniz_oxide`.
 //!
 //! # Server
 //!
@@ -61,6 +62,8 @@
 
 pub mod close;
 mod config;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;
@@ -83,6 +86,8 @@ use std::net::TcpStream;
 
 pub use crate::close::{CloseCode, CloseFrame};
 pub use crate::config::Config;
+#[cfg(feature = "deflate")]
+pub use crate::deflate::DeflateConfig;
 pub use crate::error::{CapacityError, Error, HandshakeError, ProtocolError, Result, UrlError};
 pub use crate::handshake::client::ClientBuilder;
 pub use crate::handshake::server::{
