@@ -316,6 +316,15 @@ pub enum HandshakeError {
     UnexpectedSubprotocol(String),
     /// The server enabled an extension the client did not offer.
     UnexpectedExtension(String),
+    /// The server accepted permessage-deflate with parameters the client's offer does not
+    /// allow (unknown or repeated parameters, invalid values, a window larger than asked,
+    /// a requested parameter left out, more than one extension).
+    InvalidExtension {
+        /// The server's `Sec-WebSocket-Extensions` value.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The server application refused the request with this HTTP status.
     Rejected(u16),
     /// The handshake did not finish within the configured time.
@@ -341,6 +350,12 @@ impl fmt::Display for HandshakeError {
             }
             HandshakeError::UnexpectedExtension(e) => {
                 write!(f, "server enabled extension {e:?} that was not offered")
+            }
+            HandshakeError::InvalidExtension { value, reason } => {
+                write!(
+                    f,
+                    "server's Sec-WebSocket-Extensions {value:?} is invalid: {reason}"
+                )
             }
             HandshakeError::Rejected(status) => {
                 write!(f, "request rejected by the application with HTTP {status}")

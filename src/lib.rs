@@ -2,8 +2,9 @@
 //! `Read + Write` stream, one thread per connection, no async runtime.
 //!
 //! The only dependencies are `sha1_smol` and `base64` (for the handshake's accept key); the
-//! rest is `std`, without `unsafe`. The optional feature `rustls` adds `stdws::tls` (`wss://`
-//! client and server) with `rustls` and `webpki-roots`.
+//! rest is `std`, without `unsafe`. Optional features: `rustls` adds `stdws::tls` (`wss://`
+//! client and server) with `rustls` and `webpki-roots`; `deflate` adds permessage-deflate
+//! (RFC 7692, see `DeflateConfig`) with the pure-Rust `miniz_oxide`.
 //!
 //! # Server
 //!
@@ -62,6 +63,8 @@
 
 pub mod close;
 mod config;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;
@@ -87,6 +90,8 @@ use std::net::TcpStream;
 
 pub use crate::close::{CloseCode, CloseFrame};
 pub use crate::config::Config;
+#[cfg(feature = "deflate")]
+pub use crate::deflate::DeflateConfig;
 pub use crate::error::{CapacityError, Error, HandshakeError, ProtocolError, Result, UrlError};
 pub use crate::handshake::client::ClientBuilder;
 pub use crate::handshake::server::{

@@ -161,6 +161,12 @@ impl<T: Read + Write> WebSocket<T> {
         }
     }
 
+    /// Hands the permessage-deflate parameters agreed in the handshake to the connection.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn set_deflate(&mut self, params: crate::deflate::Params) {
+        let _ = params; /* wired by receiver/sender work */
+    }
+
     /// Reads the next message, waiting for it if needed.
     ///
     /// Errors: see [`Error`] for how the end of a connection is reported. A protocol
