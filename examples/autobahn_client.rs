@@ -59,7 +59,12 @@ fn case_count(base: &str) -> Result<u32, Error> {
 }
 
 fn run_case(url: &str) -> Result<(), Error> {
-    let (mut ws, _) = stdws::connect(url)?;
+    let builder = stdws::ClientBuilder::new(url);
+    // Built with `--features deflate`, offer permessage-deflate.
+    #[cfg(feature = "deflate")]
+    let builder =
+        builder.config(stdws::Config::default().deflate(Some(stdws::DeflateConfig::default())));
+    let (mut ws, _) = builder.connect()?;
     loop {
         match ws.read() {
             Ok(msg @ (Message::Text(_) | Message::Binary(_))) => ws.write(msg)?,

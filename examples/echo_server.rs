@@ -59,6 +59,9 @@ fn serve(stream: TcpStream) {
     // KEEPALIVE_TIMEOUT more. The timers are checked when the read timeout fires.
     let config =
         Config::default().keepalive(Some(KeepAlive::new(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)));
+    // Built with `--features deflate`, accept permessage-deflate offers.
+    #[cfg(feature = "deflate")]
+    let config = config.deflate(Some(stdws::DeflateConfig::default()));
     let mut ws = match stdws::accept_with(stream, config, |_, _| Ok(())) {
         Ok(ws) => ws,
         Err(e) => {

@@ -215,12 +215,20 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// Data arrived after the peer's close frame (§5.5.1).
     DataAfterClose,
+    /// A compressed message (permessage-deflate, RFC 7692) did not inflate: close code 1007.
+    InvalidCompressedData,
+    /// RSV1 on a control or continuation frame of a permessage-deflate connection (RFC 7692
+    /// §6.1).
+    MisplacedCompressionBit,
 }
 
 impl ProtocolError {
     /// The close code sent to the peer for this violation.
     pub fn close_code(&self) -> CloseCode {
-        CloseCode::PROTOCOL_ERROR
+        match self {
+            ProtocolError::InvalidCompressedData => CloseCode::INVALID_DATA,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
     }
 }
 
@@ -228,6 +236,10 @@ impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProtocolError::ReservedBits => f.write_str("reserved bits set without an extension"),
+            ProtocolError::InvalidCompressedData => f.write_str("compressed data does not inflate"),
+            ProtocolError::MisplacedCompressionBit => {
+                f.write_str("RSV1 on a control or continuation frame")
+            }
             ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
             ProtocolError::InvalidLength => f.write_str("64-bit payload length with top bit set"),
             ProtocolError::UnmaskedFrame => f.write_str("unmasked frame from client"),

@@ -41,7 +41,22 @@ pub(crate) struct Outgoing {
     fragment_size: Option<usize>,
     /// A streamed message is partly sent: no other data message may start.
     streaming: bool,
+    /// permessage-deflate, when negotiated.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Deflate>,
 }
+
+/// The send side of permessage-deflate: the compressor and a buffer for its output.
+#[cfg(feature = "deflate")]
+#[derive(Debug)]
+struct Deflate {
+    compressor: crate::deflate::Compressor,
+    scratch: Vec<u8>,
+}
+
+/// The compression buffer is kept between messages up to this capacity.
+#[cfg(feature = "deflate")]
+const KEEP_SCRATCH: usize = 64 << 10;
 
 impl Outgoing {
     pub fn new(sender: Sender, config: &Config) -> Outgoing {
@@ -53,6 +68,8 @@ impl Outgoing {
             split: false,
             fragment_size: config.fragment_size,
             streaming: false,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 
@@ -194,10 +211,38 @@ impl Outgoing {
         payload: &[u8],
     ) -> Result<()> {
         self.check_can_stream(stream)?;
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = &mut self.deflate {
+            let mut compressed = std::mem::take(&mut deflate.scratch);
+            compressed.clear();
+            if deflate.compressor.compress(payload, &mut compressed) {
+                // RSV1: a compressed message (RFC 7692 §6).
+                let result = self.send_message(stream, opcode, 0b100, &compressed);
+                if compressed.capacity() <= KEEP_SCRATCH {
+                    if let Some(deflate) = &mut self.deflate {
+                        deflate.scratch = compressed;
+                    }
+                }
+                return result;
+            }
+            deflate.scratch = compressed;
+        }
+        self.send_message(stream, opcode, 0, payload)
+    }
+
+    /// Queues (or writes through) a message's frames, then flushes if the queue is full.
+    #[inline]
+    fn send_message<W: Write>(
+        &mut self,
+        stream: &mut W,
+        opcode: OpCode,
+        rsv: u8,
+        payload: &[u8],
+    ) -> Result<()> {
         let direct_min = self.write_buffer_size.max(1);
         match self
             .sender
-            .message_to(stream, opcode, 0, payload, direct_min)
+            .message_to(stream, opcode, rsv, payload, direct_min)
         {
             Ok(()) => {}
             // The rest is queued; `flush` finishes it.
@@ -205,6 +250,15 @@ impl Outgoing {
             Err(e) => return Err(self.end(e.into())),
         }
         self.flush_if_full(stream)
+    }
+
+    /// Turns on permessage-deflate for outgoing messages.
+    #[cfg(feature = "deflate")]
+    pub fn set_compressor(&mut self, compressor: crate::deflate::Compressor) {
+        self.deflate = Some(Deflate {
+            compressor,
+            scratch: Vec::new(),
+        });
     }
 
     /// The configured fragment size (for streamed messages).

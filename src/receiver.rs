@@ -21,6 +21,9 @@ use crate::mask::apply_mask;
 use crate::message::Message;
 use crate::utf8::{TextBuilder, Utf8Validator};
 
+#[cfg(feature = "deflate")]
+use crate::deflate::{Decompressor, InflateError};
+
 /// Smallest read buffer: a header plus a whole control frame must fit.
 const MIN_BUFFER: usize = 256;
 
@@ -93,6 +96,13 @@ enum Partial {
     /// A message handed to the application piece by piece (or discarded, if it dropped the
     /// reader): only validated and counted.
     Stream(StreamState),
+    /// A compressed message (permessage-deflate): its payload is inflated into `data`, and
+    /// text is validated as it is inflated.
+    #[cfg(feature = "deflate")]
+    Inflating {
+        data: Vec<u8>,
+        utf8: Option<Utf8Validator>,
+    },
 }
 
 impl Partial {
@@ -101,6 +111,8 @@ impl Partial {
             Partial::Text(t) => t.len() as u64,
             Partial::Binary { len, .. } => *len as u64,
             Partial::Stream(s) => s.len,
+            #[cfg(feature = "deflate")]
+            Partial::Inflating { data, .. } => data.len() as u64,
         }
     }
 }
@@ -111,6 +123,11 @@ impl Partial {
 struct StreamState {
     utf8: Option<Utf8Validator>,
     len: u64,
+    max: u64,
+    /// The message is compressed: its payload goes through the inflater.
+    compressed: bool,
+    /// A compressed message's last frame was inflated; what it produced is being handed out.
+    ending: bool,
 }
 
 impl StreamState {
@@ -118,6 +135,13 @@ impl StreamState {
     #[inline]
     fn take(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.len += bytes.len() as u64;
+        if self.len > self.max {
+            return Err(CapacityError::MessageTooLarge {
+                size: self.len,
+                max: self.max as usize,
+            }
+            .into());
+        }
         match &mut self.utf8 {
             Some(utf8) => utf8.push(bytes).map_err(|_| Error::Utf8),
             None => Ok(()),
@@ -165,6 +189,9 @@ pub(crate) struct Receiver {
     max_message: u64,
     /// The next data message is streamed (see [`Receiver::stream_next`]).
     stream_next: bool,
+    /// permessage-deflate, when negotiated.
+    #[cfg(feature = "deflate")]
+    inflate: Option<Inflate>,
     /// An allocation handed back by the application (a message it sent), reused for the next
     /// message received. Its `len` bytes are initialized, so reads can go into them without
     /// zeroing.
@@ -193,6 +220,8 @@ impl Receiver {
             max_frame: limit(config.max_frame_size),
             max_message: limit(config.max_message_size),
             stream_next: false,
+            #[cfg(feature = "deflate")]
+            inflate: None,
             spare: Vec::new(),
         }
     }
@@ -228,7 +257,24 @@ impl Receiver {
                     }
                     // The rest of a streamed message whose reader was dropped: still
                     // validated, then discarded.
-                    Some(Partial::Stream(stream)) => stream.take(chunk)?,
+                    Some(Partial::Stream(stream)) => {
+                        if stream.compressed {
+                            #[cfg(feature = "deflate")]
+                            inflate_discard(self.inflate.as_mut(), chunk, stream)?;
+                        } else {
+                            stream.take(chunk)?;
+                        }
+                    }
+                    #[cfg(feature = "deflate")]
+                    Some(Partial::Inflating { data, utf8 }) => {
+                        let before = data.len();
+                        let inflate = self.inflate.as_mut().expect("compressed only if negotiated");
+                        let max = usize::try_from(self.max_message).unwrap_or(usize::MAX);
+                        inflate.dec.inflate(chunk, data, max).map_err(|e| inflate_error(e, max))?;
+                        if let Some(utf8) = utf8 {
+                            utf8.push(&data[before..]).map_err(|_| Error::Utf8)?;
+                        }
+                    }
                     None => unreachable!("a data frame always belongs to a message"),
                 }
                 if frame.remaining == 0 {
@@ -241,6 +287,10 @@ impl Receiver {
                     }
                 }
                 continue;
+            }
+            if matches!(&self.message, Some(Partial::Stream(s)) if s.ending) {
+                // A compressed streamed message whose reader was dropped near its end.
+                self.finish_message()?;
             }
             match self.next_frame()? {
                 Next::Frame => {}
@@ -287,6 +337,7 @@ impl Receiver {
             && header.opcode != OpCode::Continuation
             && self.message.is_none()
             && !self.stream_next
+            && header.rsv == 0
             && header.payload_len <= (self.end - body) as u64
         {
             self.check_size(&header, 0)?;
@@ -329,6 +380,51 @@ impl Receiver {
             let Some(Partial::Stream(stream)) = &mut self.message else {
                 return Ok(Payload::End);
             };
+            #[cfg(feature = "deflate")]
+            if stream.compressed {
+                let inflate = self.inflate.as_mut().expect("compressed only if negotiated");
+                if inflate.pos < inflate.out.len() {
+                    let n = (inflate.out.len() - inflate.pos).min(dst.len());
+                    dst[..n].copy_from_slice(&inflate.out[inflate.pos..inflate.pos + n]);
+                    inflate.pos += n;
+                    stream.take(&dst[..n])?;
+                    return Ok(Payload::Bytes(n));
+                }
+                if let Some(frame) = &mut self.frame {
+                    // Inflate a small piece at a time: whatever its ratio, the output
+                    // waiting to be handed out stays bounded (about 1000 times the piece).
+                    let buffered = (self.end - self.start) as u64;
+                    let n = frame.remaining.min(buffered).min(INFLATE_PIECE as u64) as usize;
+                    if n == 0 && frame.remaining > 0 {
+                        return Ok(Payload::NeedMore);
+                    }
+                    let piece = &mut self.buf[self.start..self.start + n];
+                    if let Some(key) = frame.mask {
+                        apply_mask(piece, key, frame.offset);
+                    }
+                    frame.offset += n;
+                    frame.remaining -= n as u64;
+                    self.start += n;
+                    inflate.out.clear();
+                    inflate.pos = 0;
+                    let inflated = inflate.dec.inflate(piece, &mut inflate.out, usize::MAX);
+                    inflated.map_err(|e| inflate_error(e, stream.max as usize))?;
+                    if frame.remaining == 0 {
+                        let fin = frame.fin;
+                        self.frame = None;
+                        if fin {
+                            let end = inflate.dec.finish(&mut inflate.out, usize::MAX);
+                            end.map_err(|e| inflate_error(e, stream.max as usize))?;
+                            stream.ending = true;
+                        }
+                    }
+                    continue;
+                }
+                if stream.ending {
+                    self.finish_message()?;
+                    return Ok(Payload::End);
+                }
+            }
             if let Some(frame) = &mut self.frame {
                 let buffered = (self.end - self.start) as u64;
                 let n = frame.remaining.min(buffered).min(dst.len() as u64) as usize;
@@ -359,7 +455,7 @@ impl Receiver {
     pub fn can_read_direct(&self, room: usize) -> bool {
         self.start == self.end
             && room >= self.buffer_size
-            && matches!(self.message, Some(Partial::Stream(_)))
+            && matches!(&self.message, Some(Partial::Stream(s)) if !s.compressed)
             && self.frame.as_ref().is_some_and(|f| f.remaining > 0)
     }
 
@@ -460,13 +556,37 @@ impl Receiver {
 
     fn check_header(&self, header: &FrameHeader) -> Result<(), Error> {
         if header.rsv != 0 {
-            return Err(ProtocolError::ReservedBits.into());
+            self.check_reserved_bits(header)?;
         }
         match (self.expect_masked, header.mask.is_some()) {
             (true, false) => Err(ProtocolError::UnmaskedFrame.into()),
             (false, true) => Err(ProtocolError::MaskedFrame.into()),
             _ => Ok(()),
         }
+    }
+
+    /// RSV1 marks the first frame of a compressed message when permessage-deflate was
+    /// negotiated (RFC 7692 §6); every other reserved bit is an error.
+    fn check_reserved_bits(&self, header: &FrameHeader) -> Result<(), Error> {
+        #[cfg(feature = "deflate")]
+        if self.inflate.is_some() && header.rsv == RSV1 {
+            return match header.opcode {
+                OpCode::Text | OpCode::Binary => Ok(()),
+                _ => Err(ProtocolError::MisplacedCompressionBit.into()),
+            };
+        }
+        let _ = header;
+        Err(ProtocolError::ReservedBits.into())
+    }
+
+    /// Turns on permessage-deflate for incoming messages.
+    #[cfg(feature = "deflate")]
+    pub fn set_inflater(&mut self, dec: Decompressor) {
+        self.inflate = Some(Inflate {
+            dec,
+            out: Vec::new(),
+            pos: 0,
+        });
     }
 
     /// Checks a data frame against the message in progress and starts it. Returns
@@ -490,9 +610,19 @@ impl Receiver {
                 self.message = Some(Partial::Stream(StreamState {
                     utf8: text.then(Utf8Validator::default),
                     len: 0,
+                    max: self.max_message,
+                    compressed: header.rsv != 0,
+                    ending: false,
                 }));
                 self.stream_next = false;
                 started = Some(text);
+            }
+            #[cfg(feature = "deflate")]
+            OpCode::Text | OpCode::Binary if header.rsv != 0 => {
+                let mut data = std::mem::take(&mut self.spare);
+                data.clear();
+                let utf8 = (header.opcode == OpCode::Text).then(Utf8Validator::default);
+                self.message = Some(Partial::Inflating { data, utf8 });
             }
             OpCode::Text => {
                 let mut buffer = std::mem::take(&mut self.spare);
@@ -548,13 +678,114 @@ impl Receiver {
                 Message::Binary(data)
             }
             Some(Partial::Stream(mut stream)) => {
+                #[cfg(feature = "deflate")]
+                if stream.compressed {
+                    inflate_discard_end(self.inflate.as_mut(), &mut stream)?;
+                }
                 if let Some(utf8) = &mut stream.utf8 {
                     utf8.finish().map_err(|_| Error::Utf8)?;
                 }
                 return Ok(None);
             }
+            #[cfg(feature = "deflate")]
+            Some(Partial::Inflating { mut data, utf8 }) => {
+                let before = data.len();
+                let inflate = self.inflate.as_mut().expect("compressed only if negotiated");
+                let max = usize::try_from(self.max_message).unwrap_or(usize::MAX);
+                inflate.dec.finish(&mut data, max).map_err(|e| inflate_error(e, max))?;
+                match utf8 {
+                    Some(mut utf8) => {
+                        utf8.push(&data[before..]).map_err(|_| Error::Utf8)?;
+                        utf8.finish().map_err(|_| Error::Utf8)?;
+                        Message::Text(String::from_utf8(data).map_err(|_| Error::Utf8)?)
+                    }
+                    None => Message::Binary(data),
+                }
+            }
             None => unreachable!("finish_message is only called for a started message"),
         }))
+    }
+}
+
+/// The RSV1 bit (as `FrameHeader::rsv` holds the three reserved bits).
+#[cfg(feature = "deflate")]
+const RSV1: u8 = 0b100;
+
+/// Compressed payload is inflated for a streamed read this many bytes at a time.
+#[cfg(feature = "deflate")]
+const INFLATE_PIECE: usize = 256;
+
+/// The receive side of permessage-deflate.
+#[cfg(feature = "deflate")]
+#[derive(Debug)]
+struct Inflate {
+    dec: Decompressor,
+    /// A streamed message's inflated bytes not handed out yet: `out[pos..]`.
+    out: Vec<u8>,
+    pos: usize,
+}
+
+#[cfg(feature = "deflate")]
+fn inflate_error(e: InflateError, max: usize) -> Error {
+    match e {
+        InflateError::TooLarge => CapacityError::MessageTooLarge {
+            size: max as u64 + 1,
+            max,
+        }
+        .into(),
+        InflateError::Corrupt => ProtocolError::InvalidCompressedData.into(),
+    }
+}
+
+/// Inflates a piece of a streamed message nobody reads any more (its reader was dropped):
+/// the output is validated and dropped, but the inflater's window must still see it.
+#[cfg(feature = "deflate")]
+fn inflate_discard(
+    inflate: Option<&mut Inflate>,
+    mut input: &[u8],
+    stream: &mut StreamState,
+) -> Result<(), Error> {
+    let inflate = inflate.expect("compressed only if negotiated");
+    if inflate.pos < inflate.out.len() {
+        stream.take(&inflate.out[inflate.pos..])?;
+        inflate.pos = inflate.out.len();
+    }
+    let mut scratch = [0u8; 4096];
+    loop {
+        let (used, written) = inflate
+            .dec
+            .inflate_into(input, &mut scratch)
+            .map_err(|e| inflate_error(e, stream.max as usize))?;
+        stream.take(&scratch[..written])?;
+        input = &input[used..];
+        if written < scratch.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// Ends a discarded compressed streamed message (see [`inflate_discard`]).
+#[cfg(feature = "deflate")]
+fn inflate_discard_end(inflate: Option<&mut Inflate>, stream: &mut StreamState) -> Result<(), Error> {
+    let inflate = inflate.expect("compressed only if negotiated");
+    if inflate.pos < inflate.out.len() {
+        stream.take(&inflate.out[inflate.pos..])?;
+        inflate.pos = inflate.out.len();
+    }
+    if stream.ending {
+        // The inflater already finished this message (into `out`, handed out above).
+        return Ok(());
+    }
+    let mut scratch = [0u8; 4096];
+    loop {
+        let (written, done) = inflate
+            .dec
+            .finish_into(&mut scratch)
+            .map_err(|e| inflate_error(e, stream.max as usize))?;
+        stream.take(&scratch[..written])?;
+        if done {
+            return Ok(());
+        }
     }
 }
 

@@ -164,7 +164,15 @@ impl<T: Read + Write> WebSocket<T> {
     /// Hands the permessage-deflate parameters agreed in the handshake to the connection.
     #[cfg(feature = "deflate")]
     pub(crate) fn set_deflate(&mut self, params: crate::deflate::Params) {
-        let _ = params; /* wired by receiver/sender work */
+        use crate::deflate::{Compressor, Decompressor};
+        let config = self.config.deflate.clone().unwrap_or_default();
+        self.receiver
+            .set_inflater(Decompressor::new(params.decompress));
+        self.out.set_compressor(Compressor::new(
+            params.compress,
+            config.compression_level,
+            config.threshold,
+        ));
     }
 
     /// Reads the next message, waiting for it if needed.
