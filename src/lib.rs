@@ -49,9 +49,9 @@
 //!
 //! [`WebSocket::split`] gives a [`ReadHalf`] and a cloneable [`WriteHalf`] for full-duplex
 //! use from several threads; [`Config::keepalive`] pings quiet peers from inside `read`;
-//! [`IncomingRequest`] serves plain HTTP and WebSocket upgrades on one port. The README's
-//! "Writing a server" and `examples/chat.rs` show the whole thread-per-connection pattern,
-//! including graceful shutdown.
+//! [`IncomingRequest`] (from [`PendingConnection::read_request`]) serves plain HTTP and
+//! WebSocket upgrades on one port. The README's "Writing a server" and `examples/chat.rs`
+//! show the whole thread-per-connection pattern, including graceful shutdown.
 //!
 //! # Layout
 //!

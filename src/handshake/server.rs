@@ -264,7 +264,8 @@ impl<T: Read + Write> IncomingRequest<T> {
     /// trickles its request fails with [`HandshakeError::TimedOut`]. A client that sends
     /// nothing at all is bounded only by the stream's own read timeout, which a generic
     /// stream cannot be given from here: on a `TcpStream`, call `set_read_timeout` before
-    /// accepting (the examples do), or a silent client holds the thread.
+    /// accepting, or use [`Server`](crate::Server), which does; otherwise a silent client
+    /// holds the thread.
     pub fn read(mut stream: T, config: Config) -> Result<IncomingRequest<T>, Error> {
         let deadline = handshake_deadline(&config);
         let (mut buf, head_len) = match read_head(&mut stream, &config, deadline) {
