@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "deflate")]
+use crate::deflate::DeflateConfig;
 use crate::keepalive::KeepAlive;
 
 /// Limits and buffer sizes, shared by the server and client roles.
@@ -53,6 +55,11 @@ pub struct Config {
     /// Needs a read timeout on the socket, shorter than the interval: the timers are checked
     /// when it fires. Default `None`.
     pub keepalive: Option<KeepAlive>,
+    /// Offer (client) or accept (server) permessage-deflate compression with these
+    /// settings (RFC 7692). `None`: no compression; a server ignores offers and a client
+    /// refuses a server that enables it. Default `None`.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for Config {
@@ -68,6 +75,8 @@ impl Default for Config {
             max_write_buffer_size: (64 << 20) + (64 << 10),
             fragment_size: None,
             keepalive: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }
@@ -124,6 +133,13 @@ impl Config {
     /// Sets [`keepalive`](Self::keepalive).
     pub fn keepalive(mut self, keepalive: Option<KeepAlive>) -> Self {
         self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets [`deflate`](Self::deflate).
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, deflate: Option<DeflateConfig>) -> Self {
+        self.deflate = deflate;
         self
     }
 

@@ -62,6 +62,12 @@ pub enum Error {
     /// The argument given to a send method is invalid (for example a close code that may not be
     /// sent, or a control payload over 125 bytes). Nothing was sent.
     InvalidInput(&'static str),
+    /// The TLS handshake failed (feature `rustls`): for example the server's certificate is
+    /// not trusted or not valid for the host name, or the peer speaks no common protocol
+    /// version. After the handshake, TLS failures are [`Error::Io`] errors of kind
+    /// `InvalidData` that carry the `rustls::Error`.
+    #[cfg(feature = "rustls")]
+    Tls(rustls::Error),
 }
 
 impl Error {
@@ -123,6 +129,8 @@ impl fmt::Display for Error {
             }
             Error::Url(e) => write!(f, "invalid WebSocket URL: {e}"),
             Error::InvalidInput(what) => write!(f, "invalid argument: {what}"),
+            #[cfg(feature = "rustls")]
+            Error::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }
@@ -135,6 +143,8 @@ impl std::error::Error for Error {
             Error::Protocol(e) => Some(e),
             Error::Capacity(e) => Some(e),
             Error::Url(e) => Some(e),
+            #[cfg(feature = "rustls")]
+            Error::Tls(e) => Some(e),
             _ => None,
         }
     }
@@ -143,6 +153,13 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Io(e)
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl From<rustls::Error> for Error {
+    fn from(e: rustls::Error) -> Self {
+        Error::Tls(e)
     }
 }
 
@@ -299,6 +316,15 @@ pub enum HandshakeError {
     UnexpectedSubprotocol(String),
     /// The server enabled an extension the client did not offer.
     UnexpectedExtension(String),
+    /// The server accepted permessage-deflate with parameters the client's offer does not
+    /// allow (unknown or repeated parameters, invalid values, a window larger than asked,
+    /// a requested parameter left out, more than one extension).
+    InvalidExtension {
+        /// The server's `Sec-WebSocket-Extensions` value.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The server application refused the request with this HTTP status.
     Rejected(u16),
     /// The handshake did not finish within the configured time.
@@ -325,6 +351,12 @@ impl fmt::Display for HandshakeError {
             HandshakeError::UnexpectedExtension(e) => {
                 write!(f, "server enabled extension {e:?} that was not offered")
             }
+            HandshakeError::InvalidExtension { value, reason } => {
+                write!(
+                    f,
+                    "server's Sec-WebSocket-Extensions {value:?} is invalid: {reason}"
+                )
+            }
             HandshakeError::Rejected(status) => {
                 write!(f, "request rejected by the application with HTTP {status}")
             }
@@ -348,8 +380,9 @@ pub enum UrlError {
     /// The URL contains characters that cannot appear in a request line (spaces, controls,
     /// a fragment) or is otherwise malformed.
     Malformed(&'static str),
-    /// `wss://` needs TLS, which [`connect`](crate::connect) does not provide: open a TLS
-    /// stream yourself and pass it to [`client`](crate::client).
+    /// `wss://` needs TLS, which [`connect`](crate::connect) does not provide: use
+    /// `stdws::tls::connect` (feature `rustls`), or open a TLS stream yourself and pass it
+    /// to [`client`](crate::client).
     TlsRequired,
     /// Name resolution gave no address.
     NoAddress,
@@ -362,9 +395,15 @@ impl fmt::Display for UrlError {
             UrlError::MissingHost => f.write_str("no host"),
             UrlError::InvalidPort => f.write_str("invalid port"),
             UrlError::Malformed(what) => f.write_str(what),
+            #[cfg(not(feature = "rustls"))]
             UrlError::TlsRequired => f.write_str(
                 "wss:// needs TLS: open a TLS stream to the host yourself and pass it to \
-                 stdws::client(url, stream)",
+                 stdws::client(url, stream), or enable stdws's `rustls` feature",
+            ),
+            #[cfg(feature = "rustls")]
+            UrlError::TlsRequired => f.write_str(
+                "wss:// needs TLS, which stdws::connect does not do: use stdws::tls::connect \
+                 (or ClientBuilder::connect_tls)",
             ),
             UrlError::NoAddress => f.write_str("host name resolved to no address"),
         }

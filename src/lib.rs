@@ -2,7 +2,9 @@
 //! `Read + Write` stream, one thread per connection, no async runtime.
 //!
 //! The only dependencies are `sha1_smol` and `base64` (for the handshake's accept key); the
-//! rest is `std`, without `unsafe`.
+//! rest is `std`, without `unsafe`. Optional features: `rustls` adds `stdws::tls` (`wss://`
+//! client and server) with `rustls` and `webpki-roots`; `deflate` adds permessage-deflate
+//! (RFC 7692, see `DeflateConfig`) with the pure-Rust `miniz_oxide`.
 //!
 //! # Server
 //!
@@ -65,6 +67,8 @@
 
 pub mod close;
 mod config;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;
@@ -79,6 +83,9 @@ mod sender;
 mod server;
 mod socket;
 mod split;
+mod stream;
+#[cfg(feature = "rustls")]
+pub mod tls;
 mod url;
 mod utf8;
 mod websocket;
@@ -88,6 +95,8 @@ use std::net::TcpStream;
 
 pub use crate::close::{CloseCode, CloseFrame};
 pub use crate::config::Config;
+#[cfg(feature = "deflate")]
+pub use crate::deflate::DeflateConfig;
 pub use crate::error::{CapacityError, Error, HandshakeError, ProtocolError, Result, UrlError};
 pub use crate::handshake::client::ClientBuilder;
 pub use crate::handshake::server::{
@@ -101,14 +110,17 @@ pub use crate::message::Message;
 pub use crate::server::{Incoming, PendingConnection, Server};
 pub use crate::socket::Socket;
 pub use crate::split::{ReadHalf, WriteHalf};
+pub use crate::stream::{
+    MessageKind, MessageReader, MessageWriter, Streamed, DEFAULT_STREAM_FRAGMENT,
+};
 pub use crate::websocket::{Role, WebSocket};
 
 /// Connects to a `ws://` URL over TCP and performs the client handshake, with the defaults
 /// of [`ClientBuilder`] (10 s connect and handshake timeouts, `TCP_NODELAY`). Returns the
 /// connection and the server's 101 response.
 ///
-/// For headers, subprotocols or other options use [`ClientBuilder`]; for `wss://` open a TLS
-/// stream yourself and use [`client`].
+/// For headers, subprotocols or other options use [`ClientBuilder`]. For `wss://` use
+/// `tls::connect` (feature `rustls`), or open a TLS stream yourself and use [`client`].
 pub fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response)> {
     ClientBuilder::new(url).connect()
 }

@@ -38,6 +38,9 @@ pub(crate) struct Outgoing {
     /// `AlreadyClosed` once the closing handshake has started, instead of consuming that
     /// report.
     pub split: bool,
+    fragment_size: Option<usize>,
+    /// A streamed message is partly sent: no other data message may start.
+    streaming: bool,
 }
 
 impl Outgoing {
@@ -48,6 +51,8 @@ impl Outgoing {
             write_buffer_size: config.write_buffer_size,
             max_write_buffer_size: config.max_write_buffer_size,
             split: false,
+            fragment_size: config.fragment_size,
+            streaming: false,
         }
     }
 
@@ -188,15 +193,65 @@ impl Outgoing {
         opcode: OpCode,
         payload: &[u8],
     ) -> Result<()> {
-        self.check_can_queue(stream)?;
+        self.check_can_stream(stream)?;
         let direct_min = self.write_buffer_size.max(1);
-        match self.sender.message_to(stream, opcode, payload, direct_min) {
+        match self
+            .sender
+            .message_to(stream, opcode, 0, payload, direct_min)
+        {
             Ok(()) => {}
             // The rest is queued; `flush` finishes it.
             Err(e) if is_retryable(e.kind()) => {}
             Err(e) => return Err(self.end(e.into())),
         }
         self.flush_if_full(stream)
+    }
+
+    /// The configured fragment size (for streamed messages).
+    pub fn fragment_size(&self) -> Option<usize> {
+        self.fragment_size
+    }
+
+    /// Checks that a data message may start now.
+    #[inline(always)]
+    pub fn check_can_stream<W: Write>(&mut self, stream: &mut W) -> Result<()> {
+        if self.streaming {
+            return Err(Error::InvalidInput(
+                "a streamed message is unfinished (its MessageWriter was leaked)",
+            ));
+        }
+        self.check_can_queue(stream)
+    }
+
+    /// Queues one frame of a streamed message (written through like `queue_data`).
+    pub fn queue_fragment<W: Write>(
+        &mut self,
+        stream: &mut W,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+    ) -> Result<()> {
+        self.check_can_queue(stream)?;
+        let direct_min = self.write_buffer_size.max(1);
+        match self
+            .sender
+            .fragment_to(stream, opcode, fin, 0, payload, direct_min)
+        {
+            Ok(()) => {}
+            Err(e) if is_retryable(e.kind()) => {}
+            Err(e) => return Err(self.end(e.into())),
+        }
+        self.streaming = !fin;
+        self.flush_if_full(stream)
+    }
+
+    /// A streamed message was abandoned after some of its frames went out: it cannot be
+    /// taken back, so the connection is closed (1011) rather than leave the peer waiting
+    /// for its end or take a truncated message for a whole one.
+    pub fn abandon_message<W: Write>(&mut self, stream: &mut W) {
+        if std::mem::take(&mut self.streaming) {
+            let _ = self.start_close(stream, Some(crate::stream::abandoned_close()));
+        }
     }
 
     /// Queues a ping or pong.

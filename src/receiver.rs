@@ -19,7 +19,7 @@ use crate::error::{CapacityError, Error, ProtocolError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 use crate::message::Message;
-use crate::utf8::TextBuilder;
+use crate::utf8::{TextBuilder, Utf8Validator};
 
 /// Smallest read buffer: a header plus a whole control frame must fit.
 const MIN_BUFFER: usize = 256;
@@ -43,6 +43,31 @@ pub(crate) enum Incoming {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<CloseFrame>),
+    /// A streamed message begins (see [`Receiver::stream_next`]).
+    StreamStart {
+        text: bool,
+    },
+}
+
+/// What [`Receiver::poll_payload`] produced for a streamed message.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// This many payload bytes were copied to the caller's buffer.
+    Bytes(usize),
+    /// The message is complete.
+    End,
+    /// A ping, pong or close arrived between two of the message's frames.
+    Control(Incoming),
+    /// More input is needed.
+    NeedMore,
+}
+
+/// What parsing the next frame header gave.
+enum Next {
+    /// A data frame started; its payload follows.
+    Frame,
+    Incoming(Incoming),
+    NeedMore,
 }
 
 /// A data frame whose payload is still arriving.
@@ -65,15 +90,53 @@ enum Partial {
         data: Vec<u8>,
         len: usize,
     },
+    /// A message handed to the application piece by piece (or discarded, if it dropped the
+    /// reader): only validated and counted.
+    Stream(StreamState),
 }
 
 impl Partial {
-    fn len(&self) -> usize {
+    fn len(&self) -> u64 {
         match self {
-            Partial::Text(t) => t.len(),
-            Partial::Binary { len, .. } => *len,
+            Partial::Text(t) => t.len() as u64,
+            Partial::Binary { len, .. } => *len as u64,
+            Partial::Stream(s) => s.len,
         }
     }
+}
+
+/// A streamed message's state: its length so far (for the size limit) and, for text, the
+/// UTF-8 validation state.
+#[derive(Debug)]
+struct StreamState {
+    utf8: Option<Utf8Validator>,
+    len: u64,
+}
+
+impl StreamState {
+    /// Accounts for (and validates) unmasked payload bytes.
+    #[inline]
+    fn take(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.len += bytes.len() as u64;
+        match &mut self.utf8 {
+            Some(utf8) => utf8.push(bytes).map_err(|_| Error::Utf8),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Unmasks payload bytes of a streamed message's frame, then accounts for them.
+fn take_payload(
+    frame: &mut DataFrame,
+    stream: &mut StreamState,
+    bytes: &mut [u8],
+) -> Result<(), Error> {
+    if let Some(key) = frame.mask {
+        apply_mask(bytes, key, frame.offset);
+    }
+    frame.offset += bytes.len();
+    frame.remaining -= bytes.len() as u64;
+    stream.take(bytes)
 }
 
 /// A binary message's first allocation is at most this, however large its frame claims to
@@ -100,6 +163,8 @@ pub(crate) struct Receiver {
     message: Option<Partial>,
     max_frame: u64,
     max_message: u64,
+    /// The next data message is streamed (see [`Receiver::stream_next`]).
+    stream_next: bool,
     /// An allocation handed back by the application (a message it sent), reused for the next
     /// message received. Its `len` bytes are initialized, so reads can go into them without
     /// zeroing.
@@ -127,6 +192,7 @@ impl Receiver {
             message: None,
             max_frame: limit(config.max_frame_size),
             max_message: limit(config.max_message_size),
+            stream_next: false,
             spare: Vec::new(),
         }
     }
@@ -160,71 +226,176 @@ impl Receiver {
                         }
                         *len = end;
                     }
+                    // The rest of a streamed message whose reader was dropped: still
+                    // validated, then discarded.
+                    Some(Partial::Stream(stream)) => stream.take(chunk)?,
                     None => unreachable!("a data frame always belongs to a message"),
                 }
                 if frame.remaining == 0 {
                     let fin = frame.fin;
                     self.frame = None;
                     if fin {
-                        return self.finish_message().map(Some);
+                        if let Some(message) = self.finish_message()? {
+                            return Ok(Some(Incoming::Data(message)));
+                        }
                     }
                 }
                 continue;
             }
-            let Some((header, header_len)) = FrameHeader::parse(&self.buf[self.start..self.end])?
-            else {
-                return Ok(None);
-            };
-            self.check_header(&header)?;
-            if header.opcode.is_control() {
-                // Control payloads are at most 125 bytes: wait until the whole frame is here.
-                let total = header_len + header.payload_len as usize;
-                if self.end - self.start < total {
-                    return Ok(None);
-                }
-                let payload = &mut self.buf[self.start + header_len..self.start + total];
-                if let Some(key) = header.mask {
-                    apply_mask(payload, key, 0);
-                }
-                self.start += total;
-                return Ok(Some(match header.opcode {
-                    OpCode::Ping => Incoming::Ping(payload.to_vec()),
-                    OpCode::Pong => Incoming::Pong(payload.to_vec()),
-                    _ => Incoming::Close(parse_close_payload(payload)?),
-                }));
+            match self.next_frame()? {
+                Next::Frame => {}
+                Next::Incoming(incoming) => return Ok(Some(incoming)),
+                Next::NeedMore => return Ok(None),
             }
-            let text = header.opcode == OpCode::Text
-                || (header.opcode == OpCode::Continuation
-                    && matches!(self.message, Some(Partial::Text(_))));
-            self.large_frames = !text && header.payload_len >= self.buffer_size as u64;
-            // Fast path: a whole single-frame message is buffered. Unmask it in place and
-            // copy it out with one exact-size allocation, without reassembly state.
-            let body = self.start + header_len;
-            if header.fin
-                && header.opcode != OpCode::Continuation
-                && self.message.is_none()
-                && header.payload_len <= (self.end - body) as u64
-            {
-                self.check_size(&header, 0)?;
-                let end = body + header.payload_len as usize;
-                let payload = &mut self.buf[body..end];
-                if let Some(key) = header.mask {
-                    apply_mask(payload, key, 0);
-                }
-                self.start = end;
-                let mut bytes = std::mem::take(&mut self.spare);
-                bytes.clear();
-                bytes.extend_from_slice(payload);
-                let message = if header.opcode == OpCode::Text {
-                    Message::Text(String::from_utf8(bytes).map_err(|_| Error::Utf8)?)
-                } else {
-                    Message::Binary(bytes)
-                };
-                return Ok(Some(Incoming::Data(message)));
-            }
-            self.start_data_frame(&header)?;
-            self.start = body;
         }
+    }
+
+    /// Parses the next frame header: returns a control frame or a whole buffered message,
+    /// or starts a data frame (`Next::Frame`) whose payload the caller then consumes.
+    #[inline]
+    fn next_frame(&mut self) -> Result<Next, Error> {
+        let Some((header, header_len)) = FrameHeader::parse(&self.buf[self.start..self.end])?
+        else {
+            return Ok(Next::NeedMore);
+        };
+        self.check_header(&header)?;
+        if header.opcode.is_control() {
+            // Control payloads are at most 125 bytes: wait until the whole frame is here.
+            let total = header_len + header.payload_len as usize;
+            if self.end - self.start < total {
+                return Ok(Next::NeedMore);
+            }
+            let payload = &mut self.buf[self.start + header_len..self.start + total];
+            if let Some(key) = header.mask {
+                apply_mask(payload, key, 0);
+            }
+            self.start += total;
+            return Ok(Next::Incoming(match header.opcode {
+                OpCode::Ping => Incoming::Ping(payload.to_vec()),
+                OpCode::Pong => Incoming::Pong(payload.to_vec()),
+                _ => Incoming::Close(parse_close_payload(payload)?),
+            }));
+        }
+        let text = header.opcode == OpCode::Text
+            || (header.opcode == OpCode::Continuation
+                && matches!(self.message, Some(Partial::Text(_))));
+        self.large_frames = !text && header.payload_len >= self.buffer_size as u64;
+        // Fast path: a whole single-frame message is buffered. Unmask it in place and
+        // copy it out with one exact-size allocation, without reassembly state.
+        let body = self.start + header_len;
+        if header.fin
+            && header.opcode != OpCode::Continuation
+            && self.message.is_none()
+            && !self.stream_next
+            && header.payload_len <= (self.end - body) as u64
+        {
+            self.check_size(&header, 0)?;
+            let end = body + header.payload_len as usize;
+            let payload = &mut self.buf[body..end];
+            if let Some(key) = header.mask {
+                apply_mask(payload, key, 0);
+            }
+            self.start = end;
+            let mut bytes = std::mem::take(&mut self.spare);
+            bytes.clear();
+            bytes.extend_from_slice(payload);
+            let message = if header.opcode == OpCode::Text {
+                Message::Text(String::from_utf8(bytes).map_err(|_| Error::Utf8)?)
+            } else {
+                Message::Binary(bytes)
+            };
+            return Ok(Next::Incoming(Incoming::Data(message)));
+        }
+        let started = self.start_data_frame(&header)?;
+        self.start = body;
+        Ok(match started {
+            Some(text) => Next::Incoming(Incoming::StreamStart { text }),
+            None => Next::Frame,
+        })
+    }
+
+    /// Makes the next data message a streamed one: instead of being assembled, it is
+    /// announced with [`Incoming::StreamStart`] and its payload is taken with
+    /// [`poll_payload`](Self::poll_payload).
+    pub fn stream_next(&mut self, on: bool) {
+        self.stream_next = on;
+    }
+
+    /// The streamed message's next payload bytes: copies (unmasked and validated) into
+    /// `dst` what is buffered, parses the headers of its further frames, and returns
+    /// control frames that arrive in between.
+    pub fn poll_payload(&mut self, dst: &mut [u8]) -> Result<Payload, Error> {
+        loop {
+            let Some(Partial::Stream(stream)) = &mut self.message else {
+                return Ok(Payload::End);
+            };
+            if let Some(frame) = &mut self.frame {
+                let buffered = (self.end - self.start) as u64;
+                let n = frame.remaining.min(buffered).min(dst.len() as u64) as usize;
+                if n == 0 && frame.remaining > 0 {
+                    return Ok(Payload::NeedMore);
+                }
+                let out = &mut dst[..n];
+                out.copy_from_slice(&self.buf[self.start..self.start + n]);
+                self.start += n;
+                take_payload(frame, stream, out)?;
+                self.end_of_frame()?;
+                if n > 0 {
+                    return Ok(Payload::Bytes(n));
+                }
+                continue;
+            }
+            match self.next_frame()? {
+                Next::Frame => {}
+                Next::Incoming(incoming) => return Ok(Payload::Control(incoming)),
+                Next::NeedMore => return Ok(Payload::NeedMore),
+            }
+        }
+    }
+
+    /// Whether the streamed message's next bytes should be read from the stream straight
+    /// into a caller's buffer of `room` bytes (nothing is buffered, and the buffer is at
+    /// least as large as the read buffer).
+    pub fn can_read_direct(&self, room: usize) -> bool {
+        self.start == self.end
+            && room >= self.buffer_size
+            && matches!(self.message, Some(Partial::Stream(_)))
+            && self.frame.as_ref().is_some_and(|f| f.remaining > 0)
+    }
+
+    /// Reads the streamed message's payload from `stream` straight into `dst` (see
+    /// [`can_read_direct`](Self::can_read_direct)); [`take_direct`](Self::take_direct)
+    /// must then be called on the bytes read.
+    pub fn read_direct_into<R: Read>(&self, stream: &mut R, dst: &mut [u8]) -> io::Result<usize> {
+        let remaining = self.frame.as_ref().map_or(0, |f| f.remaining);
+        let room = remaining.min(dst.len() as u64) as usize;
+        Ok(stream.read(&mut dst[..room])?.min(room))
+    }
+
+    /// Unmasks and validates payload bytes read by
+    /// [`read_direct_into`](Self::read_direct_into).
+    pub fn take_direct(&mut self, bytes: &mut [u8]) -> Result<(), Error> {
+        if let (Some(frame), Some(Partial::Stream(stream))) = (&mut self.frame, &mut self.message) {
+            take_payload(frame, stream, bytes)?;
+            self.end_of_frame()?;
+        }
+        Ok(())
+    }
+
+    /// After payload was taken from a streamed message's frame: at the end of the frame,
+    /// forget it, and at the end of the message, check that its text is complete.
+    fn end_of_frame(&mut self) -> Result<(), Error> {
+        let Some(frame) = &self.frame else {
+            return Ok(());
+        };
+        if frame.remaining == 0 {
+            let fin = frame.fin;
+            self.frame = None;
+            if fin {
+                self.finish_message()?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads more bytes from `stream` into the buffer, or for a large binary payload
@@ -298,7 +469,9 @@ impl Receiver {
         }
     }
 
-    fn start_data_frame(&mut self, header: &FrameHeader) -> Result<(), Error> {
+    /// Checks a data frame against the message in progress and starts it. Returns
+    /// `Some(is_text)` if it begins a streamed message.
+    fn start_data_frame(&mut self, header: &FrameHeader) -> Result<Option<bool>, Error> {
         match (header.opcode, &self.message) {
             (OpCode::Continuation, None) => {
                 return Err(ProtocolError::UnexpectedContinuation.into())
@@ -310,7 +483,17 @@ impl Receiver {
         }
         let so_far = self.message.as_ref().map_or(0, Partial::len);
         self.check_size(header, so_far)?;
+        let mut started = None;
         match header.opcode {
+            OpCode::Text | OpCode::Binary if self.stream_next => {
+                let text = header.opcode == OpCode::Text;
+                self.message = Some(Partial::Stream(StreamState {
+                    utf8: text.then(Utf8Validator::default),
+                    len: 0,
+                }));
+                self.stream_next = false;
+                started = Some(text);
+            }
             OpCode::Text => {
                 let mut buffer = std::mem::take(&mut self.spare);
                 buffer.clear();
@@ -331,12 +514,12 @@ impl Receiver {
             remaining: header.payload_len,
             offset: 0,
         });
-        Ok(())
+        Ok(started)
     }
 
     /// Checks a data frame's declared length against the frame and message limits, before
     /// any of its payload is read.
-    fn check_size(&self, header: &FrameHeader, message_so_far: usize) -> Result<(), Error> {
+    fn check_size(&self, header: &FrameHeader, message_so_far: u64) -> Result<(), Error> {
         if header.payload_len > self.max_frame {
             return Err(CapacityError::FrameTooLarge {
                 size: header.payload_len,
@@ -344,7 +527,7 @@ impl Receiver {
             }
             .into());
         }
-        let total = (message_so_far as u64).saturating_add(header.payload_len);
+        let total = message_so_far.saturating_add(header.payload_len);
         if total > self.max_message {
             return Err(CapacityError::MessageTooLarge {
                 size: total,
@@ -355,16 +538,23 @@ impl Receiver {
         Ok(())
     }
 
-    fn finish_message(&mut self) -> Result<Incoming, Error> {
-        let message = match self.message.take() {
+    /// The message's last frame ended: returns it, or `None` for a streamed message (whose
+    /// text must still end on a character boundary).
+    fn finish_message(&mut self) -> Result<Option<Message>, Error> {
+        Ok(Some(match self.message.take() {
             Some(Partial::Text(mut text)) => Message::Text(text.finish().map_err(|_| Error::Utf8)?),
             Some(Partial::Binary { mut data, len }) => {
                 data.truncate(len);
                 Message::Binary(data)
             }
+            Some(Partial::Stream(mut stream)) => {
+                if let Some(utf8) = &mut stream.utf8 {
+                    utf8.finish().map_err(|_| Error::Utf8)?;
+                }
+                return Ok(None);
+            }
             None => unreachable!("finish_message is only called for a started message"),
-        };
-        Ok(Incoming::Data(message))
+        }))
     }
 }
 

@@ -51,18 +51,24 @@ impl Sender {
     /// Queues one frame.
     #[inline]
     pub fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        let mask = self.frame_header(opcode, fin, payload.len());
+        self.frame_rsv(opcode, fin, 0, payload);
+    }
+
+    /// Queues one frame with reserved bits `rsv` (RSV1 marks a compressed message).
+    #[inline]
+    fn frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
+        let mask = self.frame_header(opcode, fin, rsv, payload.len());
         self.append(payload, mask, 0);
     }
 
     /// Queues a frame header for a payload of `len` bytes, with a fresh masking key in the
     /// client role. Returns the key the payload must be masked with.
     #[inline(always)]
-    fn frame_header(&mut self, opcode: OpCode, fin: bool, len: usize) -> Option<[u8; 4]> {
+    fn frame_header(&mut self, opcode: OpCode, fin: bool, rsv: u8, len: usize) -> Option<[u8; 4]> {
         let mask = self.rng.as_mut().map(Rng::mask);
         let header = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: len as u64,
@@ -126,30 +132,27 @@ impl Sender {
         &mut self,
         stream: &mut W,
         opcode: OpCode,
+        rsv: u8,
         payload: &[u8],
         direct_min: usize,
     ) -> io::Result<()> {
         let size = self.fragment_size.unwrap_or(usize::MAX);
         if payload.len() < direct_min && payload.len() <= size {
             // The common case: one small frame, queued.
-            self.frame(opcode, true, payload);
+            self.frame_rsv(opcode, true, rsv, payload);
             return Ok(());
         }
+        let mut rsv = rsv;
         let mut blocked = None;
         let mut op = opcode;
         let mut rest = payload;
         loop {
             let (chunk, tail) = rest.split_at(rest.len().min(size));
             let fin = tail.is_empty();
-            if chunk.len() < direct_min || blocked.is_some() {
-                self.frame(op, fin, chunk);
+            if blocked.is_some() {
+                self.frame_rsv(op, fin, rsv, chunk);
             } else {
-                let result = if self.rng.is_none() {
-                    self.write_through(stream, op, fin, chunk)
-                } else {
-                    self.write_masked(stream, op, fin, chunk)
-                };
-                match result {
+                match self.fragment_to(stream, op, fin, rsv, chunk, direct_min) {
                     Ok(()) => {}
                     Err(e) if is_retryable(e.kind()) => blocked = Some(e),
                     Err(e) => return Err(e),
@@ -159,7 +162,31 @@ impl Sender {
                 return blocked.map_or(Ok(()), Err);
             }
             op = OpCode::Continuation;
+            // RSV1 (compression) is set on a message's first frame only (RFC 7692 §6).
+            rsv = 0;
             rest = tail;
+        }
+    }
+
+    /// Sends one frame: queued if its payload is shorter than `direct_min`, written through
+    /// otherwise (see [`message_to`](Self::message_to)).
+    #[inline]
+    pub fn fragment_to<W: Write>(
+        &mut self,
+        stream: &mut W,
+        opcode: OpCode,
+        fin: bool,
+        rsv: u8,
+        payload: &[u8],
+        direct_min: usize,
+    ) -> io::Result<()> {
+        if payload.len() < direct_min {
+            self.frame_rsv(opcode, fin, rsv, payload);
+            Ok(())
+        } else if self.rng.is_none() {
+            self.write_through(stream, opcode, fin, rsv, payload)
+        } else {
+            self.write_masked(stream, opcode, fin, rsv, payload)
         }
     }
 
@@ -170,9 +197,10 @@ impl Sender {
         stream: &mut W,
         opcode: OpCode,
         fin: bool,
+        rsv: u8,
         payload: &[u8],
     ) -> io::Result<()> {
-        self.frame_header(opcode, fin, payload.len());
+        self.frame_header(opcode, fin, rsv, payload.len());
         let mut sent = 0;
         while self.written < self.end || sent < payload.len() {
             let queued = &self.buf[self.written..self.end];
@@ -207,9 +235,10 @@ impl Sender {
         stream: &mut W,
         opcode: OpCode,
         fin: bool,
+        rsv: u8,
         payload: &[u8],
     ) -> io::Result<()> {
-        let mask = self.frame_header(opcode, fin, payload.len());
+        let mask = self.frame_header(opcode, fin, rsv, payload.len());
         let mut blocked = None;
         for (i, chunk) in payload.chunks(MASK_CHUNK).enumerate() {
             self.append(chunk, mask, i * MASK_CHUNK);
@@ -293,7 +322,7 @@ mod tests {
     fn fragments_large_messages() {
         let mut s = Sender::new(None, Some(4));
         let mut out = Vec::new();
-        s.message_to(&mut out, OpCode::Text, b"abcdefghij", usize::MAX)
+        s.message_to(&mut out, OpCode::Text, 0, b"abcdefghij", usize::MAX)
             .unwrap();
         assert!(out.is_empty(), "small frames are only queued");
         s.flush(&mut out).unwrap();
@@ -317,7 +346,8 @@ mod tests {
         s.frame(OpCode::Ping, true, b"p");
         let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         let mut out = Vec::new();
-        s.message_to(&mut out, OpCode::Binary, &big, 1000).unwrap();
+        s.message_to(&mut out, OpCode::Binary, 0, &big, 1000)
+            .unwrap();
         assert_eq!(s.pending(), 0);
         assert_eq!(&out[..3], &[0x89, 1, b'p']);
         assert_eq!(&out[3..13], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x86, 0xa0]);
@@ -329,7 +359,8 @@ mod tests {
         let mut s = Sender::new(Some(Rng::new()), None);
         let big = vec![0u8; 200_000];
         let mut out = Vec::new();
-        s.message_to(&mut out, OpCode::Binary, &big, 1000).unwrap();
+        s.message_to(&mut out, OpCode::Binary, 0, &big, 1000)
+            .unwrap();
         s.flush(&mut out).unwrap();
         let key = [out[10], out[11], out[12], out[13]];
         let mut payload = out[14..].to_vec();
@@ -368,7 +399,7 @@ mod tests {
             n: 5000,
             block: false,
         };
-        let mut result = s.message_to(&mut w, OpCode::Binary, &big, 1000);
+        let mut result = s.message_to(&mut w, OpCode::Binary, 0, &big, 1000);
         while let Err(e) = result {
             assert_eq!(e.kind(), ErrorKind::WouldBlock);
             result = s.flush(&mut w);

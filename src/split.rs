@@ -42,7 +42,10 @@ use crate::message::Message;
 use crate::outgoing::{failure_close, Outgoing, State};
 use crate::receiver::Receiver;
 use crate::socket::Socket;
-use crate::websocket::{read_message, Halves, Phase, Role};
+use crate::stream::{
+    read_payload, FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
+};
+use crate::websocket::{read_message, read_next, Got, Halves, Phase, Role};
 
 /// The write stream and the connection state.
 #[derive(Debug)]
@@ -61,6 +64,10 @@ pub(crate) struct Shared<W> {
     state: AtomicU8,
     /// A second handle to the socket, to shut it down while a writer holds `io`.
     control: Option<Box<dyn Socket + Send + Sync>>,
+    /// Held for a whole data message by whoever sends one, so that the fragments of a
+    /// streamed message (sent with `io` locked one frame at a time, letting the reader's
+    /// pongs through) never interleave with another message.
+    message: Mutex<()>,
 }
 
 impl<W> std::fmt::Debug for Shared<W> {
@@ -99,6 +106,7 @@ impl<W: Write> Shared<W> {
             io: Mutex::new(Io { stream, out }),
             pong: Mutex::new(VecDeque::new()),
             control,
+            message: Mutex::new(()),
         }
     }
 
@@ -125,6 +133,13 @@ impl<W: Write> Shared<W> {
         for payload in owed {
             io.out.on_ping(&payload);
         }
+    }
+
+    /// The right to send a data message (see `message`).
+    fn message(&self) -> MutexGuard<'_, ()> {
+        self.message
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn owed(&self) -> MutexGuard<'_, VecDeque<Vec<u8>>> {
@@ -228,6 +243,28 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
         )
     }
 
+    /// Reads the next message as a stream, exactly like
+    /// [`WebSocket::read_stream`](crate::WebSocket::read_stream).
+    pub fn read_stream(&mut self) -> Result<Streamed<'_>> {
+        self.receiver.stream_next(true);
+        let mut halves = SplitHalves {
+            stream: &mut self.stream,
+            shared: &self.shared,
+            phase: &mut self.phase,
+        };
+        let got = read_next(
+            &mut halves,
+            &mut self.receiver,
+            self.role,
+            &mut self.keepalive,
+        );
+        self.receiver.stream_next(false);
+        match got? {
+            Got::Message(message) => Ok(Streamed::Control(message)),
+            Got::StreamStart { text } => Ok(Streamed::Message(MessageReader::new(self, text))),
+        }
+    }
+
     /// Whether `read` can still return messages.
     pub fn can_read(&self) -> bool {
         matches!(self.phase, ReaderPhase::Reading)
@@ -241,6 +278,17 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
     /// The read stream.
     pub fn get_ref(&self) -> &R {
         &self.stream
+    }
+}
+
+impl<R: Read, W: Write> PayloadSource for ReadHalf<R, W> {
+    fn read_payload(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
+        let mut halves = SplitHalves {
+            stream: &mut self.stream,
+            shared: &self.shared,
+            phase: &mut self.phase,
+        };
+        read_payload(&mut halves, &mut self.receiver, &mut self.keepalive, dst)
     }
 }
 
@@ -367,34 +415,63 @@ impl<W: Write> WriteHalf<W> {
 
     /// Runs `f` on the write side (after any pong the reader owes), then flushes.
     fn with(&self, f: impl FnOnce(&mut W, &mut Outgoing) -> Result<()>) -> Result<()> {
+        Self::with_shared(&self.shared, f)
+    }
+
+    fn with_shared(
+        shared: &Shared<W>,
+        f: impl FnOnce(&mut W, &mut Outgoing) -> Result<()>,
+    ) -> Result<()> {
         let result = {
-            let mut io = self.shared.io();
-            self.shared.take_pong(&mut io);
+            let mut io = shared.io();
+            shared.take_pong(&mut io);
             let Io { stream, out } = &mut *io;
             let result = f(stream, out).and_then(|()| out.flush_queued(stream));
-            self.shared.mirror(out);
+            shared.mirror(out);
             result
         };
         // A ping read while we held the lock left its pong in the mailbox, and the reader
         // may now be blocked in `read`: answer it before leaving.
-        self.shared.answer_owed_pong();
+        shared.answer_owed_pong();
         result
     }
 
     /// Sends a message (a [`Message::Close`] starts the closing handshake). Fails with
     /// `AlreadyClosed` once the closing handshake has started or the connection ended.
     pub fn send(&self, message: Message) -> Result<()> {
+        let _message = message.is_data().then(|| self.shared.message());
         self.with(|stream, out| out.write(stream, &message))
     }
 
     /// Sends a text message.
     pub fn send_text(&self, text: &str) -> Result<()> {
+        let _message = self.shared.message();
         self.with(|stream, out| out.queue_data(stream, OpCode::Text, text.as_bytes()))
     }
 
     /// Sends a binary message.
     pub fn send_binary(&self, data: &[u8]) -> Result<()> {
+        let _message = self.shared.message();
         self.with(|stream, out| out.queue_data(stream, OpCode::Binary, data))
+    }
+
+    /// Starts sending one message as a stream, like
+    /// [`WebSocket::send_stream`](crate::WebSocket::send_stream). Other writers' data
+    /// messages wait until it is finished (or dropped); pings, pongs and closes still go out
+    /// between its fragments.
+    pub fn send_stream(&self, kind: MessageKind) -> Result<MessageWriter<'_>> {
+        let turn = self.shared.message();
+        let fragment = {
+            let mut io = self.shared.io();
+            let Io { stream, out } = &mut *io;
+            out.check_can_stream(stream)?;
+            out.fragment_size()
+        };
+        let sink = HalfSink {
+            shared: &self.shared,
+            _turn: turn,
+        };
+        Ok(MessageWriter::new(Box::new(sink), kind, fragment))
     }
 
     /// Sends a ping (at most 125 bytes); the reading half returns the pong.
@@ -412,6 +489,34 @@ impl<W: Write> WriteHalf<W> {
     /// Whether messages can still be sent (does not wait for a writer that is blocked).
     pub fn can_write(&self) -> bool {
         self.shared.state.load(Ordering::Acquire) == OPEN
+    }
+}
+
+/// A [`WriteHalf`] as the sink of a [`MessageWriter`]: holds the turn to send a data
+/// message, and the write lock one frame at a time.
+struct HalfSink<'a, W> {
+    shared: &'a Shared<W>,
+    _turn: MutexGuard<'a, ()>,
+}
+
+impl<W: Write> HalfSink<'_, W> {
+    fn with(&self, f: impl FnOnce(&mut W, &mut Outgoing) -> Result<()>) -> Result<()> {
+        WriteHalf::with_shared(self.shared, f)
+    }
+}
+
+impl<W: Write> FrameSink for HalfSink<'_, W> {
+    fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+        self.with(|stream, out| out.queue_fragment(stream, opcode, fin, payload))
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.with(|_, _| Ok(()))
+    }
+    fn abandon(&mut self) {
+        let _ = self.with(|stream, out| {
+            out.abandon_message(stream);
+            Ok(())
+        });
     }
 }
 

@@ -13,34 +13,29 @@ use std::str;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidUtf8;
 
-/// Builds a `String` from pieces, validating as it goes.
-#[derive(Debug, Default)]
-pub struct TextBuilder {
-    text: String,
+/// Validates text that arrives in pieces without keeping it (streamed messages), carrying
+/// an incomplete trailing character (at most 3 bytes) into the next piece.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Utf8Validator {
     /// The start of a character whose remaining bytes have not arrived yet.
     carry: [u8; 4],
     carry_len: u8,
 }
 
-impl TextBuilder {
-    /// A builder that appends into `buffer` (cleared; its capacity is reused).
-    pub fn with_buffer(mut buffer: String) -> TextBuilder {
-        buffer.clear();
-        TextBuilder {
-            text: buffer,
-            carry: [0; 4],
-            carry_len: 0,
-        }
+impl Utf8Validator {
+    /// Bytes of an incomplete trailing character held back.
+    pub fn pending(&self) -> usize {
+        usize::from(self.carry_len)
     }
 
-    /// Bytes accepted so far, including an incomplete trailing character.
-    pub fn len(&self) -> usize {
-        self.text.len() + usize::from(self.carry_len)
-    }
-
-    /// Validates and appends `bytes`. Fails at the first byte that cannot be part of valid
-    /// UTF-8, even if the sequence it belongs to is not complete yet.
-    pub fn push(&mut self, mut bytes: &[u8]) -> Result<(), InvalidUtf8> {
+    /// Validates `bytes`, passing each complete valid run to `sink`. Fails at the first byte
+    /// that cannot be part of valid UTF-8, even if its sequence is not complete yet.
+    #[inline]
+    pub fn push_with(
+        &mut self,
+        mut bytes: &[u8],
+        mut sink: impl FnMut(&str),
+    ) -> Result<(), InvalidUtf8> {
         if self.carry_len > 0 {
             let have = usize::from(self.carry_len);
             let need = char_width(self.carry[0]);
@@ -51,7 +46,7 @@ impl TextBuilder {
             let len = usize::from(self.carry_len);
             match str::from_utf8(&self.carry[..len]) {
                 Ok(s) => {
-                    self.text.push_str(s);
+                    sink(s);
                     self.carry_len = 0;
                 }
                 // Still a valid prefix; all input is used up.
@@ -60,12 +55,11 @@ impl TextBuilder {
             }
         }
         match str::from_utf8(bytes) {
-            Ok(s) => self.text.push_str(s),
+            Ok(s) => sink(s),
             Err(e) => {
                 let (valid, rest) = bytes.split_at(e.valid_up_to());
                 // from_utf8 only accepted `valid`, so this conversion cannot fail.
-                self.text
-                    .push_str(str::from_utf8(valid).map_err(|_| InvalidUtf8)?);
+                sink(str::from_utf8(valid).map_err(|_| InvalidUtf8)?);
                 if e.error_len().is_some() {
                     return Err(InvalidUtf8);
                 }
@@ -77,11 +71,53 @@ impl TextBuilder {
         Ok(())
     }
 
-    /// Finishes the message: fails if it ends inside a character.
-    pub fn finish(&mut self) -> Result<String, InvalidUtf8> {
+    /// Validates `bytes` (see [`push_with`](Self::push_with)).
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), InvalidUtf8> {
+        self.push_with(bytes, |_| {})
+    }
+
+    /// The text ended: fails if it ends inside a character.
+    pub fn finish(&mut self) -> Result<(), InvalidUtf8> {
         if self.carry_len != 0 {
             return Err(InvalidUtf8);
         }
+        Ok(())
+    }
+}
+
+/// Builds a `String` from pieces, validating as it goes.
+#[derive(Debug, Default)]
+pub struct TextBuilder {
+    text: String,
+    validator: Utf8Validator,
+}
+
+impl TextBuilder {
+    /// A builder that appends into `buffer` (cleared; its capacity is reused).
+    pub fn with_buffer(mut buffer: String) -> TextBuilder {
+        buffer.clear();
+        TextBuilder {
+            text: buffer,
+            validator: Utf8Validator::default(),
+        }
+    }
+
+    /// Bytes accepted so far, including an incomplete trailing character.
+    pub fn len(&self) -> usize {
+        self.text.len() + self.validator.pending()
+    }
+
+    /// Validates and appends `bytes`. Fails at the first byte that cannot be part of valid
+    /// UTF-8, even if the sequence it belongs to is not complete yet.
+    #[inline]
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), InvalidUtf8> {
+        let text = &mut self.text;
+        self.validator.push_with(bytes, |s| text.push_str(s))
+    }
+
+    /// Finishes the message: fails if it ends inside a character.
+    pub fn finish(&mut self) -> Result<String, InvalidUtf8> {
+        self.validator.finish()?;
         Ok(std::mem::take(&mut self.text))
     }
 }
@@ -134,6 +170,20 @@ mod tests {
         let mut b = TextBuilder::default();
         b.push(&[0xF0, 0x9F]).unwrap();
         assert_eq!(b.push(&[0x98, 0x41]), Err(InvalidUtf8));
+    }
+
+    #[test]
+    fn validator_agrees_with_builder_at_every_split() {
+        let mut bad = "héllo €".as_bytes().to_vec();
+        bad.insert(3, 0xFF);
+        for bytes in ["héllo € 𝄞".as_bytes(), &bad[..], &[0xE2, 0x82]] {
+            for cut in 0..=bytes.len() {
+                let mut v = Utf8Validator::default();
+                let ok = v.push(&bytes[..cut]).and_then(|()| v.push(&bytes[cut..]));
+                let ok = ok.and_then(|()| v.finish()).is_ok();
+                assert_eq!(ok, std::str::from_utf8(bytes).is_ok(), "cut {cut}");
+            }
+        }
     }
 
     #[test]

@@ -23,6 +23,9 @@ use crate::receiver::{Incoming, Receiver};
 use crate::sender::Sender;
 use crate::socket::Socket;
 use crate::split::{ReadHalf, Shared, WriteHalf};
+use crate::stream::{
+    read_payload, FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
+};
 
 /// Which end of the connection this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +161,12 @@ impl<T: Read + Write> WebSocket<T> {
         }
     }
 
+    /// Hands the permessage-deflate parameters agreed in the handshake to the connection.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn set_deflate(&mut self, params: crate::deflate::Params) {
+        let _ = params; /* wired by receiver/sender work */
+    }
+
     /// Reads the next message, waiting for it if needed.
     ///
     /// Errors: see [`Error`] for how the end of a connection is reported. A protocol
@@ -174,6 +183,57 @@ impl<T: Read + Write> WebSocket<T> {
             self.role,
             &mut self.keepalive,
         )
+    }
+
+    /// Reads the next message as a stream: for a text or binary message, returns a
+    /// [`MessageReader`] as soon as its first frame header has arrived, so the payload can
+    /// be copied somewhere (a file, a hash) without ever holding the whole message. Control
+    /// messages that come first are returned as [`Streamed::Control`], handled as
+    /// [`read`](Self::read) handles them.
+    ///
+    /// ```no_run
+    /// # fn demo(ws: &mut stdws::WebSocket<std::net::TcpStream>) -> Result<(), Box<dyn std::error::Error>> {
+    /// if let stdws::Streamed::Message(mut reader) = ws.read_stream()? {
+    ///     let mut file = std::fs::File::create("upload.bin")?;
+    ///     let bytes = std::io::copy(&mut reader, &mut file)?;
+    ///     println!("received {bytes} bytes");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn read_stream(&mut self) -> Result<Streamed<'_>> {
+        self.receiver.stream_next(true);
+        let mut halves = Joined {
+            stream: &mut self.stream,
+            out: &mut self.out,
+        };
+        let got = read_next(
+            &mut halves,
+            &mut self.receiver,
+            self.role,
+            &mut self.keepalive,
+        );
+        self.receiver.stream_next(false);
+        match got? {
+            Got::Message(message) => Ok(Streamed::Control(message)),
+            Got::StreamStart { text } => Ok(Streamed::Message(MessageReader::new(self, text))),
+        }
+    }
+
+    /// Starts sending one message as a stream: write its payload to the returned
+    /// [`MessageWriter`], then call [`finish`](MessageWriter::finish). It goes out in
+    /// fragments of [`Config::fragment_size`] (64 KiB if unset).
+    ///
+    /// ```no_run
+    /// # fn demo(ws: &mut stdws::WebSocket<std::net::TcpStream>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut writer = ws.send_stream(stdws::MessageKind::Binary)?;
+    /// std::io::copy(&mut std::fs::File::open("big.bin")?, &mut writer)?;
+    /// writer.finish()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_stream(&mut self, kind: MessageKind) -> Result<MessageWriter<'_>> {
+        self.out.check_can_stream(&mut self.stream)?;
+        let fragment = self.config.fragment_size;
+        Ok(MessageWriter::new(Box::new(SinkOf(self)), kind, fragment))
     }
 
     /// Queues `message` and writes everything queued to the stream.
@@ -333,6 +393,33 @@ impl WebSocket<TcpStream> {
     }
 }
 
+impl<T: Read + Write> PayloadSource for WebSocket<T> {
+    fn read_payload(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
+        let mut halves = Joined {
+            stream: &mut self.stream,
+            out: &mut self.out,
+        };
+        read_payload(&mut halves, &mut self.receiver, &mut self.keepalive, dst)
+    }
+}
+
+/// A [`WebSocket`] as the sink of a [`MessageWriter`].
+struct SinkOf<'a, T>(&'a mut WebSocket<T>);
+
+impl<T: Read + Write> FrameSink for SinkOf<'_, T> {
+    fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+        let ws = &mut *self.0;
+        ws.out.queue_fragment(&mut ws.stream, opcode, fin, payload)
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.0.flush()
+    }
+    fn abandon(&mut self) {
+        let ws = &mut *self.0;
+        ws.out.abandon_message(&mut ws.stream);
+    }
+}
+
 /// Where the reader is in the connection's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -416,6 +503,15 @@ impl<T: Read + Write> Halves for Joined<'_, T> {
     }
 }
 
+/// What the read loop produced.
+pub(crate) enum Got {
+    Message(Message),
+    /// A streamed message starts (only when the receiver was asked to stream it).
+    StreamStart {
+        text: bool,
+    },
+}
+
 /// Reads the next message: the loop shared by [`WebSocket::read`] and
 /// [`ReadHalf::read`](crate::ReadHalf::read).
 #[inline]
@@ -425,6 +521,20 @@ pub(crate) fn read_message<H: Halves>(
     role: Role,
     keepalive: &mut Option<Timer>,
 ) -> Result<Message> {
+    match read_next(halves, receiver, role, keepalive)? {
+        Got::Message(message) => Ok(message),
+        Got::StreamStart { .. } => unreachable!("streaming was not asked for"),
+    }
+}
+
+/// Reads the next message, or the start of a streamed message.
+#[inline]
+pub(crate) fn read_next<H: Halves>(
+    halves: &mut H,
+    receiver: &mut Receiver,
+    role: Role,
+    keepalive: &mut Option<Timer>,
+) -> Result<Got> {
     loop {
         match halves.phase() {
             Phase::Reading => {}
@@ -432,36 +542,50 @@ pub(crate) fn read_message<H: Halves>(
             Phase::Ended => return Err(Error::AlreadyClosed),
         }
         match receiver.poll() {
-            Ok(Some(Incoming::Data(message))) => return Ok(message),
+            Ok(Some(Incoming::Data(message))) => return Ok(Got::Message(message)),
             Ok(Some(Incoming::Ping(payload))) => {
                 halves.on_ping(&payload);
-                return Ok(Message::Ping(payload));
+                return Ok(Got::Message(Message::Ping(payload)));
             }
-            Ok(Some(Incoming::Pong(payload))) => return Ok(Message::Pong(payload)),
+            Ok(Some(Incoming::Pong(payload))) => return Ok(Got::Message(Message::Pong(payload))),
             Ok(Some(Incoming::Close(frame))) => {
                 halves.on_close(&frame);
-                return Ok(Message::Close(frame));
+                return Ok(Got::Message(Message::Close(frame)));
             }
+            Ok(Some(Incoming::StreamStart { text })) => return Ok(Got::StreamStart { text }),
             Ok(None) => {}
             Err(e) => return Err(halves.fail(e)),
         }
-        halves.before_wait()?;
-        match receiver.fill(halves.reader()) {
-            Ok(0) => return Err(halves.end(Error::AbnormalClosure)),
-            Ok(_) => {
-                if let Some(timer) = keepalive {
-                    timer.heard(Instant::now());
-                }
+        wait_for_input(halves, keepalive, |r| receiver.fill(r))?;
+    }
+}
+
+/// Writes out what is owed to the peer, then reads input with `read`. Returns how many
+/// bytes arrived (0 after `Interrupted`: try again); the end of the stream and fatal errors
+/// end the connection; a read timeout runs the keep-alive timer and is returned.
+#[inline]
+pub(crate) fn wait_for_input<H: Halves>(
+    halves: &mut H,
+    keepalive: &mut Option<Timer>,
+    read: impl FnOnce(&mut H::R) -> std::io::Result<usize>,
+) -> Result<usize> {
+    halves.before_wait()?;
+    match read(halves.reader()) {
+        Ok(0) => Err(halves.end(Error::AbnormalClosure)),
+        Ok(n) => {
+            if let Some(timer) = keepalive {
+                timer.heard(Instant::now());
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if is_retryable(e.kind()) => {
-                if let Some(timer) = keepalive {
-                    halves.keep_alive(timer)?;
-                }
-                return Err(e.into());
-            }
-            Err(e) => return Err(halves.end(e.into())),
+            Ok(n)
         }
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(0),
+        Err(e) if is_retryable(e.kind()) => {
+            if let Some(timer) = keepalive {
+                halves.keep_alive(timer)?;
+            }
+            Err(e.into())
+        }
+        Err(e) => Err(halves.end(e.into())),
     }
 }
 

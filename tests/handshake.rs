@@ -817,3 +817,125 @@ fn client_and_server_over_a_unix_socket_pair() {
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
         .expect("server");
 }
+
+/// permessage-deflate negotiation (RFC 7692) over TCP, with the `deflate` feature.
+#[cfg(feature = "deflate")]
+mod deflate {
+    use super::*;
+    use stdws::DeflateConfig;
+
+    fn deflate_config() -> Config {
+        Config::default().deflate(Some(DeflateConfig::default()))
+    }
+
+    #[test]
+    fn server_accepts_an_offer_when_configured() {
+        let request = request_lines("/")
+            + "Sec-WebSocket-Extensions: x-unknown, permessage-deflate; server_max_window_bits=16\r\n\
+               Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits; \
+               server_no_context_takeover\r\n\r\n";
+        let (response, result) = exchange(deflate_config(), request.as_bytes());
+        result.unwrap();
+        assert_eq!(status_of(&response), 101, "{response}");
+        assert_eq!(
+            header_of(&response, "Sec-WebSocket-Extensions").as_deref(),
+            Some("permessage-deflate; server_no_context_takeover")
+        );
+    }
+
+    #[test]
+    fn server_without_config_or_acceptable_offer_answers_without_extension() {
+        let offer = request_lines("/") + "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        let (response, result) = exchange(Config::default(), offer.as_bytes());
+        result.unwrap();
+        assert_eq!(header_of(&response, "Sec-WebSocket-Extensions"), None);
+        let bad = request_lines("/")
+            + "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=7\r\n\r\n";
+        let (response, result) = exchange(deflate_config(), bad.as_bytes());
+        result.unwrap();
+        assert_eq!(status_of(&response), 101);
+        assert_eq!(header_of(&response, "Sec-WebSocket-Extensions"), None);
+    }
+
+    #[test]
+    fn server_with_invalid_window_bits_fails_with_500() {
+        let config = Config::default().deflate(Some(
+            DeflateConfig::default().server_max_window_bits(Some(7)),
+        ));
+        let offer = request_lines("/") + "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        let (response, result) = exchange(config, offer.as_bytes());
+        assert_eq!(status_of(&response), 500, "{response}");
+        assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
+    }
+
+    #[test]
+    fn client_offers_and_accepts_a_matching_response() {
+        let (result, _, request) = client_against(
+            |key| {
+                response_101(
+                    &derive_accept_key(key),
+                    "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n",
+                )
+            },
+            |url| ClientBuilder::new(url).config(deflate_config()),
+        );
+        let (_, response) = result.unwrap();
+        assert_eq!(
+            header_of(&request, "Sec-WebSocket-Extensions").as_deref(),
+            Some("permessage-deflate; client_max_window_bits")
+        );
+        assert_eq!(
+            response.extensions().collect::<Vec<_>>(),
+            ["permessage-deflate; server_max_window_bits=10"]
+        );
+    }
+
+    #[test]
+    fn client_accepts_a_response_without_extension() {
+        let (result, _, _) = client_against(
+            |key| response_101(&derive_accept_key(key), ""),
+            |url| ClientBuilder::new(url).config(deflate_config()),
+        );
+        assert_eq!(result.unwrap().1.extensions().count(), 0);
+    }
+
+    #[test]
+    fn client_refuses_a_response_its_offer_does_not_allow() {
+        let cases = [
+            "permessage-deflate; client_max_window_bits",
+            "permessage-deflate; unknown",
+            "permessage-deflate\r\nSec-WebSocket-Extensions: permessage-deflate",
+        ];
+        for extra in cases {
+            let (result, _, _) = client_against(
+                move |key| {
+                    response_101(
+                        &derive_accept_key(key),
+                        &format!("Sec-WebSocket-Extensions: {extra}\r\n"),
+                    )
+                },
+                |url| ClientBuilder::new(url).config(deflate_config()),
+            );
+            assert!(
+                matches!(
+                    result,
+                    Err(Error::Handshake(HandshakeError::InvalidExtension { .. }))
+                ),
+                "{extra}: {result:?}"
+            );
+        }
+        let (result, _, _) = client_against(
+            |key| {
+                response_101(
+                    &derive_accept_key(key),
+                    "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n",
+                )
+            },
+            |url| ClientBuilder::new(url).config(deflate_config()),
+        );
+        assert!(matches!(
+            result,
+            Err(Error::Handshake(HandshakeError::UnexpectedExtension(_)))
+        ));
+    }
+}

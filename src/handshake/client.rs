@@ -4,7 +4,9 @@
 //! [`ClientBuilder::connect`] opens a TCP connection and [`ClientBuilder::client`] uses a
 //! stream the caller opened (for example TLS). The server's answer is checked as §4.1
 //! requires: status 101, `Upgrade`/`Connection` tokens, the accept key, and no subprotocol or
-//! extension the client did not offer.
+//! extension the client did not offer (with feature `deflate` and
+//! [`Config::deflate`](crate::Config) set, permessage-deflate is offered, and accepted only
+//! on terms the offer allows: RFC 7692 §5.2).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -47,12 +49,15 @@ const RESERVED: [&str; 6] = [
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
-    url: String,
+    pub(crate) url: String,
     headers: Vec<(String, String)>,
     subprotocols: Vec<String>,
-    config: Config,
+    pub(crate) config: Config,
     connect_timeout: Option<Duration>,
-    nodelay: bool,
+    pub(crate) nodelay: bool,
+    /// The caller's TLS settings for `wss://` (see `crate::tls`).
+    #[cfg(feature = "rustls")]
+    pub(crate) tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ClientBuilder {
@@ -67,6 +72,8 @@ impl ClientBuilder {
             config: Config::default(),
             connect_timeout: Some(Duration::from_secs(10)),
             nodelay: true,
+            #[cfg(feature = "rustls")]
+            tls_config: None,
         }
     }
 
@@ -115,8 +122,8 @@ impl ClientBuilder {
 
     /// Opens a TCP connection to the URL's host and performs the handshake.
     ///
-    /// `wss://` URLs fail with [`UrlError::TlsRequired`]: open a TLS stream yourself and use
-    /// [`client`](Self::client).
+    /// `wss://` URLs fail with [`UrlError::TlsRequired`]: use `connect_tls` (feature
+    /// `rustls`), or open a TLS stream yourself and use [`client`](Self::client).
     pub fn connect(self) -> Result<(WebSocket<TcpStream>, Response), Error> {
         let url = WsUrl::parse(&self.url)?;
         if url.secure {
@@ -140,7 +147,7 @@ impl ClientBuilder {
         self.handshake(stream, &url)
     }
 
-    fn open_tcp(&self, url: &WsUrl) -> Result<TcpStream, Error> {
+    pub(crate) fn open_tcp(&self, url: &WsUrl) -> Result<TcpStream, Error> {
         let addrs = (url.host.as_str(), url.port).to_socket_addrs()?;
         let mut last_error = None;
         for addr in addrs {
@@ -156,7 +163,7 @@ impl ClientBuilder {
         Err(last_error.map_or(Error::Url(UrlError::NoAddress), Error::Io))
     }
 
-    fn handshake<T: Read + Write>(
+    pub(crate) fn handshake<T: Read + Write>(
         self,
         mut stream: T,
         url: &WsUrl,
@@ -174,8 +181,13 @@ impl ClientBuilder {
             response.set_body(read_error_body(&mut stream, &response, buf));
             return Err(Error::Http(Box::new(response)));
         }
-        check_response(&response, &key, &self.subprotocols)?;
+        #[cfg_attr(not(feature = "deflate"), allow(clippy::let_unit_value))]
+        let agreed = check_response(&response, &key, &self.subprotocols, &self.config)?;
         let ws = WebSocket::from_handshake(stream, Role::Client, self.config, buf, Some(rng));
+        #[cfg(feature = "deflate")]
+        let ws = crate::handshake::with_deflate(ws, agreed);
+        #[cfg(not(feature = "deflate"))]
+        let () = agreed;
         Ok((ws, response))
     }
 
@@ -218,6 +230,14 @@ impl ClientBuilder {
                 self.subprotocols.join(", ")
             ));
         }
+        #[cfg(feature = "deflate")]
+        if let Some(config) = &self.config.deflate {
+            config.check().map_err(Error::InvalidInput)?;
+            head.push_str(&format!(
+                "Sec-WebSocket-Extensions: {}\r\n",
+                crate::deflate::client_offer(config)
+            ));
+        }
         head.push_str(&extra);
         head.push_str("\r\n");
         Ok(head)
@@ -233,8 +253,21 @@ fn timeout(e: std::io::Error) -> Error {
     }
 }
 
-/// Checks a 101 response against RFC 6455 §4.1 (client steps 2-6).
-fn check_response(response: &Response, key: &str, offered: &[String]) -> Result<(), Error> {
+/// What the server agreed to beyond the base protocol: permessage-deflate parameters.
+#[cfg(feature = "deflate")]
+type Agreed = Option<crate::deflate::Params>;
+/// What the server agreed to beyond the base protocol: nothing without extensions.
+#[cfg(not(feature = "deflate"))]
+type Agreed = ();
+
+/// Checks a 101 response against RFC 6455 §4.1 (client steps 2-6), and the extension the
+/// server enabled against the one `config` offered (RFC 7692 §5.2).
+fn check_response(
+    response: &Response,
+    key: &str,
+    offered: &[String],
+    config: &Config,
+) -> Result<Agreed, Error> {
     let headers = response.headers();
     if !headers.has_token("Upgrade", "websocket") {
         return Err(HandshakeError::Header("response lacks Upgrade: websocket").into());
@@ -255,10 +288,23 @@ fn check_response(response: &Response, key: &str, offered: &[String]) -> Result<
             return Err(HandshakeError::UnexpectedSubprotocol(chosen.join(", ")).into());
         }
     }
-    if let Some(ext) = headers.list("Sec-WebSocket-Extensions").next() {
-        return Err(HandshakeError::UnexpectedExtension(ext.to_owned()).into());
+    let Some(ext) = headers.list("Sec-WebSocket-Extensions").next() else {
+        #[allow(clippy::unit_arg)]
+        return Ok(Agreed::default());
+    };
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = &config.deflate {
+        let value = headers
+            .get_all("Sec-WebSocket-Extensions")
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Ok(Some(crate::deflate::check_client_response(
+            &value, deflate,
+        )?));
     }
-    Ok(())
+    #[cfg(not(feature = "deflate"))]
+    let _ = config;
+    Err(HandshakeError::UnexpectedExtension(ext.to_owned()).into())
 }
 
 /// Collects the body of a refusal: the bytes already read, plus up to `Content-Length` more
@@ -311,22 +357,29 @@ mod tests {
     fn validates_the_servers_answer() {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let offered = vec!["a".to_owned(), "b".to_owned()];
-        assert!(check_response(&response("", key), key, &offered).is_ok());
+        assert!(check_response(&response("", key), key, &offered, &Config::default()).is_ok());
         assert!(check_response(
             &response("Sec-WebSocket-Protocol: b\r\n", key),
             key,
-            &offered
+            &offered,
+            &Config::default()
         )
         .is_ok());
         assert!(matches!(
-            check_response(&response("", key), "AAAAAAAAAAAAAAAAAAAAAA==", &offered),
+            check_response(
+                &response("", key),
+                "AAAAAAAAAAAAAAAAAAAAAA==",
+                &offered,
+                &Config::default()
+            ),
             Err(Error::Handshake(HandshakeError::AcceptMismatch))
         ));
         assert!(matches!(
             check_response(
                 &response("Sec-WebSocket-Protocol: c\r\n", key),
                 key,
-                &offered
+                &offered,
+                &Config::default()
             ),
             Err(Error::Handshake(HandshakeError::UnexpectedSubprotocol(_)))
         ));
@@ -334,7 +387,8 @@ mod tests {
             check_response(
                 &response("Sec-WebSocket-Protocol: a, b\r\n", key),
                 key,
-                &offered
+                &offered,
+                &Config::default()
             ),
             Err(Error::Handshake(HandshakeError::UnexpectedSubprotocol(_)))
         ));
@@ -342,7 +396,8 @@ mod tests {
             check_response(
                 &response("Sec-WebSocket-Extensions: permessage-deflate\r\n", key),
                 key,
-                &offered
+                &offered,
+                &Config::default()
             ),
             Err(Error::Handshake(HandshakeError::UnexpectedExtension(_)))
         ));
@@ -377,6 +432,27 @@ mod tests {
         let bad = ClientBuilder::new("")
             .header("Sec-WebSocket-Protocol", "x")
             .request_head(&url, "KEY");
+        assert!(matches!(bad, Err(Error::InvalidInput(_))));
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn offers_permessage_deflate_only_when_configured_and_valid() {
+        use crate::deflate::DeflateConfig;
+        let url = WsUrl::parse("ws://h/").unwrap();
+        let head = ClientBuilder::new("").request_head(&url, "KEY").unwrap();
+        assert!(!head.contains("Sec-WebSocket-Extensions"));
+        let config = Config::default().deflate(Some(DeflateConfig::default()));
+        let head = ClientBuilder::new("")
+            .config(config)
+            .request_head(&url, "KEY")
+            .unwrap();
+        assert!(head
+            .contains("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"));
+        let bad = Config::default().deflate(Some(
+            DeflateConfig::default().client_max_window_bits(Some(16)),
+        ));
+        let bad = ClientBuilder::new("").config(bad).request_head(&url, "KEY");
         assert!(matches!(bad, Err(Error::InvalidInput(_))));
     }
 

@@ -120,6 +120,12 @@ impl Request {
     pub fn subprotocols(&self) -> impl Iterator<Item = &str> {
         self.headers.list("Sec-WebSocket-Protocol")
     }
+
+    /// The extension offers in `Sec-WebSocket-Extensions`, each with its parameters (e.g.
+    /// `permessage-deflate; client_max_window_bits`), in the client's order of preference.
+    pub fn extensions(&self) -> impl Iterator<Item = &str> {
+        self.headers.list("Sec-WebSocket-Extensions")
+    }
 }
 
 /// An HTTP response head (and for refusals, its body), as seen by the client.
@@ -184,6 +190,12 @@ impl Response {
         self.headers.get("Sec-WebSocket-Protocol")
     }
 
+    /// The extensions the server enabled in `Sec-WebSocket-Extensions`, each with its
+    /// parameters (e.g. `permessage-deflate; server_no_context_takeover`).
+    pub fn extensions(&self) -> impl Iterator<Item = &str> {
+        self.headers.list("Sec-WebSocket-Extensions")
+    }
+
     /// The body of a refusal (at most 64 KiB, empty for a 101).
     pub fn body(&self) -> &[u8] {
         &self.body
@@ -231,6 +243,18 @@ pub(crate) fn read_head<T: Read>(
             return Err(HandshakeError::TimedOut.into());
         }
     }
+}
+
+/// Hands the agreed permessage-deflate parameters, if any, to a new connection.
+#[cfg(feature = "deflate")]
+pub(crate) fn with_deflate<T: std::io::Read + std::io::Write>(
+    mut ws: crate::WebSocket<T>,
+    params: Option<crate::deflate::Params>,
+) -> crate::WebSocket<T> {
+    if let Some(params) = params {
+        ws.set_deflate(params);
+    }
+    ws
 }
 
 /// When a handshake that starts now must be done, per `config.handshake_timeout`.

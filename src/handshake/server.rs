@@ -179,8 +179,9 @@ pub fn check_request(req: &Request) -> Result<&str, (Rejection, HandshakeError)>
 ///
 /// The stream should be blocking (a read timeout, e.g. via `TcpStream::set_read_timeout`,
 /// bounds how long a silent client can hold the handshake; it ends it with
-/// [`HandshakeError::TimedOut`]). No extension is negotiated; a `permessage-deflate` offer is
-/// ignored.
+/// [`HandshakeError::TimedOut`]). Extension offers are ignored, except `permessage-deflate`
+/// when [`Config::deflate`](crate::Config) is set (feature `deflate`): then the first
+/// acceptable offer is accepted, on the server's terms.
 ///
 /// ```no_run
 /// use std::net::TcpListener;
@@ -336,7 +337,15 @@ impl<T: Read + Write> IncomingRequest<T> {
                 HandshakeError::Rejected(status),
             );
         }
-        if let Err(what) = check_response(request, &response) {
+        let checked = check_response(request, &response);
+        #[cfg(feature = "deflate")]
+        let checked = checked.and_then(|()| {
+            self.config
+                .deflate
+                .as_ref()
+                .map_or(Ok(()), crate::deflate::DeflateConfig::check)
+        });
+        if let Err(what) = checked {
             let rejection = Rejection::new(500, "Internal error during the WebSocket handshake.\n");
             refuse::<_, ()>(&mut self.stream, &rejection, HandshakeError::Rejected(500)).ok();
             return Err(Error::InvalidInput(what));
@@ -349,6 +358,17 @@ impl<T: Read + Write> IncomingRequest<T> {
         if let Some(protocol) = &response.subprotocol {
             head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
         }
+        #[cfg(feature = "deflate")]
+        let deflate = self.config.deflate.as_ref().and_then(|config| {
+            crate::deflate::negotiate_server(
+                request.headers().get_all("Sec-WebSocket-Extensions"),
+                config,
+            )
+        });
+        #[cfg(feature = "deflate")]
+        if let Some((_, value)) = &deflate {
+            head.push_str(&format!("Sec-WebSocket-Extensions: {value}\r\n"));
+        }
         for (name, value) in &response.headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -356,13 +376,11 @@ impl<T: Read + Write> IncomingRequest<T> {
         self.stream.write_all(head.as_bytes())?;
         self.stream.flush()?;
         // Frames the client sent right behind its request stay buffered for `read`.
-        Ok(WebSocket::from_handshake(
-            self.stream,
-            Role::Server,
-            self.config,
-            self.buffered,
-            None,
-        ))
+        let ws =
+            WebSocket::from_handshake(self.stream, Role::Server, self.config, self.buffered, None);
+        #[cfg(feature = "deflate")]
+        let ws = crate::handshake::with_deflate(ws, deflate.map(|(params, _)| params));
+        Ok(ws)
     }
 
     /// Refuses the request with `rejection` (e.g. 503 when the server is full) and closes.
