@@ -8,13 +8,11 @@
 //! the Autobahn|Testsuite's fuzzing client. A silent client is dropped after 10 s during the
 //! handshake, and an idle one once it ignores a keep-alive ping (30 s + 30 s).
 
-use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use stdws::{Config, Error, KeepAlive, Message};
+use stdws::{Config, Error, KeepAlive, Message, PendingConnection, Server};
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,46 +21,36 @@ fn main() {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
-    let listener = match TcpListener::bind(&addr) {
-        Ok(l) => l,
+    // Idle connections are bounded by keep-alive: after KEEPALIVE_INTERVAL of silence `read`
+    // pings the client, and fails the connection (1011) if it stays silent for
+    // KEEPALIVE_TIMEOUT more. The timers are checked when the read timeout fires. The
+    // handshake is bounded by Config::handshake_timeout (10 s by default).
+    let config =
+        Config::default().keepalive(Some(KeepAlive::new(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)));
+    // Built with `--features deflate`, accept permessage-deflate offers.
+    #[cfg(feature = "deflate")]
+    let config = config.deflate(Some(stdws::DeflateConfig::default()));
+    let server = match Server::bind(&addr) {
+        Ok(server) => server.config(config),
         Err(e) => {
             eprintln!("echo_server: cannot listen on {addr}: {e}");
             std::process::exit(1);
         }
     };
     eprintln!("echo_server: listening on ws://{addr}/");
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                thread::spawn(move || serve(stream));
+    for pending in server.incoming() {
+        match pending {
+            Ok(pending) => {
+                thread::spawn(move || serve(pending));
             }
             Err(e) => eprintln!("echo_server: accept failed: {e}"),
         }
     }
 }
 
-fn serve(stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    if let Err(e) = stream.set_nodelay(true) {
-        eprintln!("{peer}: cannot set TCP_NODELAY: {e}");
-    }
-    // A client that connects and stays silent must not hold this thread forever: bound the
-    // handshake with a read timeout, then lift it for the connection's lifetime.
-    if let Err(e) = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)) {
-        eprintln!("{peer}: cannot set a read timeout: {e}");
-        return;
-    }
-    // Idle connections are bounded by keep-alive: after KEEPALIVE_INTERVAL of silence `read`
-    // pings the client, and fails the connection (1011) if it stays silent for
-    // KEEPALIVE_TIMEOUT more. The timers are checked when the read timeout fires.
-    let config =
-        Config::default().keepalive(Some(KeepAlive::new(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)));
-    // Built with `--features deflate`, accept permessage-deflate offers.
-    #[cfg(feature = "deflate")]
-    let config = config.deflate(Some(stdws::DeflateConfig::default()));
-    let mut ws = match stdws::accept_with(stream, config, |_, _| Ok(())) {
+fn serve(pending: PendingConnection) {
+    let peer = pending.peer_addr();
+    let mut ws = match pending.accept() {
         Ok(ws) => ws,
         Err(e) => {
             eprintln!("{peer}: handshake failed: {e}");

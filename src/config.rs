@@ -29,12 +29,13 @@ pub struct Config {
     /// Largest HTTP head (request line or status line plus headers) accepted during the
     /// handshake. Default 16 KiB.
     pub max_head_size: usize,
-    /// Most header lines accepted in an HTTP head. Default 64.
+    /// Most header lines accepted in an HTTP head, checked as the lines arrive. Default 64.
     pub max_headers: usize,
     /// The whole opening handshake must be done within this (server: reading the request;
     /// client: sending the request and reading the response), however slowly the peer
     /// trickles bytes. A silent peer is caught by the stream's read timeout, which
-    /// `connect` sets from this; on a server, set one on the socket before accepting.
+    /// `connect` and [`Server`](crate::Server) set from this for the handshake; with the
+    /// generic `accept`, set one on the socket before accepting.
     /// `None`: no limit. Default 10 s.
     pub handshake_timeout: Option<Duration>,
     /// Size of the read buffer, allocated on the first read. Payloads of any size pass

@@ -78,39 +78,72 @@ impl Headers {
     }
 }
 
-/// Finds the end of an HTTP head (the blank line) in `buf`, scanning from `*scanned` and
-/// remembering where to resume, so feeding a head one byte at a time stays linear.
+/// How far the search for the end of a head that is still arriving got, kept between calls
+/// to [`find_head_end`] so that each byte is scanned once however the head is delivered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeadScan {
+    /// Where to resume: everything before holds no undecided line end.
+    scanned: usize,
+    /// Lines ended so far, not counting the blank line: the start line, then header lines.
+    lines: usize,
+}
+
+impl HeadScan {
+    /// Header lines that have ended so far (the lines after the start line).
+    pub fn header_lines(&self) -> usize {
+        self.lines.saturating_sub(1)
+    }
+}
+
+/// Finds the end of an HTTP head (the blank line) in `buf`, resuming where `scan` stopped,
+/// so feeding a head one byte at a time stays linear, and counting its lines as they end.
 /// Returns the head's length including the blank line.
-pub fn find_head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
-    let mut i = *scanned;
+pub fn find_head_end(buf: &[u8], scan: &mut HeadScan) -> Option<usize> {
+    let mut i = scan.scanned;
     while let Some(pos) = buf
         .get(i..)
         .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
     {
         let nl = i + pos;
         match buf.get(nl + 1..) {
-            Some([b'\n', ..]) => return Some(nl + 2),
-            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
+            Some([b'\n', ..]) => {
+                scan.lines += 1;
+                return Some(nl + 2);
+            }
+            Some([b'\r', b'\n', ..]) => {
+                scan.lines += 1;
+                return Some(nl + 3);
+            }
             // Not enough bytes to decide: look at this newline again next time.
             Some([] | [b'\r']) => {
-                *scanned = nl;
+                scan.scanned = nl;
                 return None;
             }
-            _ => i = nl + 1,
+            _ => {
+                scan.lines += 1;
+                i = nl + 1;
+            }
         }
     }
-    *scanned = buf.len();
+    scan.scanned = buf.len();
     None
 }
 
-/// Checks `buf` (the bytes received so far) for a complete head within the limits.
+/// Checks `buf` (the bytes received so far) for a complete head within the limits: at most
+/// `max_size` bytes and `max_headers` header lines. Both are enforced as the bytes arrive,
+/// so a peer sending endless or countless lines is refused as soon as it crosses either.
 /// Returns the head's length, `None` if more bytes are needed, or an error.
 pub fn check_head(
     buf: &[u8],
-    scanned: &mut usize,
+    scan: &mut HeadScan,
     max_size: usize,
+    max_headers: usize,
 ) -> Result<Option<usize>, HandshakeError> {
-    match find_head_end(buf, scanned) {
+    let end = find_head_end(buf, scan);
+    if scan.header_lines() > max_headers {
+        return Err(HandshakeError::TooManyHeaders);
+    }
+    match end {
         Some(end) if end > max_size => Err(HandshakeError::HeadTooLarge),
         Some(end) => Ok(Some(end)),
         None if buf.len() >= max_size => Err(HandshakeError::HeadTooLarge),
@@ -161,10 +194,34 @@ pub fn parse_head(head: &[u8], max_headers: usize) -> Result<Head<'_>, Handshake
     if start_line.bytes().any(|b| b < 0x20 || b == 0x7f) {
         return Err(HandshakeError::Malformed("control character in start line"));
     }
+    content_length(&headers)?;
     Ok(Head {
         start_line,
         headers,
     })
+}
+
+/// The message body length announced by `Content-Length` (RFC 9110 §8.6), `None` without
+/// one. The value must be decimal digits only: a sign, hex, inner spaces, an empty value or
+/// one that does not fit in a `u64` are refused rather than read leniently (`str::parse`
+/// would take `+3`), since two parsers disagreeing on a body's length is how requests are
+/// smuggled. Several fields (or a list) must all carry the same digits.
+pub fn content_length(headers: &Headers) -> Result<Option<u64>, HandshakeError> {
+    let invalid = HandshakeError::Malformed("invalid Content-Length");
+    let mut length = None;
+    for value in headers.get_all("Content-Length") {
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid);
+        }
+        let parsed = value.parse::<u64>().map_err(|_| invalid.clone())?;
+        if length.is_some_and(|l| l != parsed) {
+            return Err(HandshakeError::Malformed(
+                "conflicting Content-Length values",
+            ));
+        }
+        length = Some(parsed);
+    }
+    Ok(length)
 }
 
 /// Parses `HTTP/1.1` into (major, minor).
@@ -202,40 +259,152 @@ mod tests {
     #[test]
     fn finds_end_byte_by_byte_and_at_once() {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nEXTRA";
-        let mut scanned = 0;
-        assert_eq!(find_head_end(head, &mut scanned), Some(head.len() - 5));
-        let mut scanned = 0;
+        let mut scan = HeadScan::default();
+        assert_eq!(find_head_end(head, &mut scan), Some(head.len() - 5));
+        assert_eq!(scan.header_lines(), 1);
+        let mut scan = HeadScan::default();
         let mut found = None;
         for n in 0..=head.len() {
-            if let Some(end) = find_head_end(&head[..n], &mut scanned) {
+            if let Some(end) = find_head_end(&head[..n], &mut scan) {
                 found = Some((n, end));
                 break;
             }
         }
         assert_eq!(found, Some((head.len() - 5, head.len() - 5)));
-        let mut scanned = 0;
+        assert_eq!(scan.header_lines(), 1);
+        let mut scan = HeadScan::default();
         assert_eq!(
-            find_head_end(b"GET / HTTP/1.1\nHost: a\n\n", &mut scanned),
+            find_head_end(b"GET / HTTP/1.1\nHost: a\n\n", &mut scan),
             Some(24)
         );
     }
 
     #[test]
     fn enforces_size_limit() {
-        let mut scanned = 0;
+        let mut scan = HeadScan::default();
         assert_eq!(
-            check_head(&[b'a'; 100], &mut scanned, 100),
+            check_head(&[b'a'; 100], &mut scan, 100, 64),
             Err(HandshakeError::HeadTooLarge)
         );
-        let mut scanned = 0;
+        let mut scan = HeadScan::default();
         assert_eq!(
-            check_head(b"GET / HTTP/1.1\r\n\r\n", &mut scanned, 18),
+            check_head(b"GET / HTTP/1.1\r\n\r\n", &mut scan, 18, 64),
             Ok(Some(18))
         );
-        let mut scanned = 0;
+        let mut scan = HeadScan::default();
         assert_eq!(
-            check_head(b"GET / HTTP/1.1\r\n\r\n", &mut scanned, 17),
+            check_head(b"GET / HTTP/1.1\r\n\r\n", &mut scan, 17, 64),
             Err(HandshakeError::HeadTooLarge)
+        );
+    }
+
+    /// Feeds `head` in pieces of `step` bytes; returns the first non-`Ok(None)` answer.
+    fn check_in_steps(
+        head: &[u8],
+        step: usize,
+        max_headers: usize,
+    ) -> (usize, Result<Option<usize>, HandshakeError>) {
+        let mut scan = HeadScan::default();
+        let mut fed = 0;
+        while fed < head.len() {
+            fed = (fed + step).min(head.len());
+            match check_head(&head[..fed], &mut scan, 1 << 20, max_headers) {
+                Ok(None) => {}
+                other => return (fed, other),
+            }
+        }
+        (fed, Ok(None))
+    }
+
+    #[test]
+    fn counts_header_lines_as_they_arrive() {
+        // Exactly `max_headers` headers pass, however the head is chopped, with CRLF or LF.
+        for eol in ["\r\n", "\n"] {
+            let head = format!("GET / HTTP/1.1{eol}{}{eol}", format!("A: b{eol}").repeat(4));
+            for step in [1, 2, 3, 7, head.len()] {
+                assert_eq!(
+                    check_in_steps(head.as_bytes(), step, 4).1,
+                    Ok(Some(head.len())),
+                    "eol {eol:?}, step {step}"
+                );
+                assert_eq!(
+                    check_in_steps(head.as_bytes(), step, 3).1,
+                    Err(HandshakeError::TooManyHeaders),
+                    "eol {eol:?}, step {step}"
+                );
+            }
+        }
+        // One more than allowed is refused as soon as that line ends: no blank line needed,
+        // however much room `max_head_size` leaves.
+        let endless = format!("GET / HTTP/1.1\r\n{}", "A: b\r\n".repeat(10_000));
+        let (fed, result) = check_in_steps(endless.as_bytes(), 1, 64);
+        assert_eq!(result, Err(HandshakeError::TooManyHeaders));
+        assert_eq!(fed, "GET / HTTP/1.1\r\n".len() + 65 * "A: b\r\n".len() + 1);
+        // The incremental count agrees with the parser's.
+        for count in 0..8 {
+            let head = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(count));
+            for max in 0..8 {
+                let mut scan = HeadScan::default();
+                let checked = check_head(head.as_bytes(), &mut scan, 1 << 20, max);
+                let parsed = parse_head(head.as_bytes(), max).map(|h| h.headers.len());
+                assert_eq!(
+                    checked.is_ok(),
+                    parsed.is_ok(),
+                    "{count} headers, max {max}"
+                );
+                if let Err(e) = checked {
+                    assert_eq!(Err(e), parsed, "{count} headers, max {max}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        let parse = |value: &str| {
+            let head = format!("HTTP/1.1 400 Bad Request\r\nContent-Length:{value}\r\n\r\n");
+            parse_head(head.as_bytes(), 10).map(|h| content_length(&h.headers).unwrap())
+        };
+        assert_eq!(parse(" 3").unwrap(), Some(3));
+        assert_eq!(parse("0").unwrap(), Some(0));
+        assert_eq!(parse("007").unwrap(), Some(7));
+        // Whitespace around a field value is not part of it (RFC 9110 §5.5).
+        assert_eq!(parse(" 3 \t").unwrap(), Some(3));
+        assert_eq!(parse("18446744073709551615").unwrap(), Some(u64::MAX));
+        for bad in [
+            "+3",
+            "-1",
+            "0x3",
+            "3 4",
+            "3,3",
+            "3;",
+            "",
+            " ",
+            "1e3",
+            "\u{663}", // ARABIC-INDIC DIGIT THREE: a digit to char::is_numeric, not to HTTP
+            "18446744073709551616",
+            "99999999999999999999999999",
+        ] {
+            assert_eq!(
+                parse(bad).unwrap_err(),
+                HandshakeError::Malformed("invalid Content-Length"),
+                "{bad:?}"
+            );
+        }
+        let head = b"GET / HTTP/1.1\r\ncontent-length: 3\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(
+            content_length(&parse_head(head, 10).unwrap().headers),
+            Ok(Some(3))
+        );
+        let head = b"GET / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
+        assert_eq!(
+            parse_head(head, 10).unwrap_err(),
+            HandshakeError::Malformed("conflicting Content-Length values")
+        );
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(
+            content_length(&parse_head(head, 10).unwrap().headers),
+            Ok(None)
         );
     }
 

@@ -9,14 +9,14 @@
 //! # Server
 //!
 //! ```no_run
-//! use std::net::TcpListener;
 //! use std::thread;
 //!
-//! let listener = TcpListener::bind("127.0.0.1:9001")?;
-//! for stream in listener.incoming() {
-//!     let stream = stream?;
+//! let server = stdws::Server::bind("127.0.0.1:9001")?;
+//! for pending in server.incoming() {
+//!     let pending = pending?;
 //!     thread::spawn(move || -> Result<(), stdws::Error> {
-//!         let mut ws = stdws::accept(stream)?;
+//!         // The handshake runs here, bounded by Config::handshake_timeout (10 s).
+//!         let mut ws = pending.accept()?;
 //!         loop {
 //!             match ws.read()? {
 //!                 msg @ (stdws::Message::Text(_) | stdws::Message::Binary(_)) => ws.send(msg)?,
@@ -28,6 +28,10 @@
 //! }
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! Over other streams (TLS, Unix sockets), [`accept`] and [`accept_with`] do the same
+//! handshake on any `Read + Write`; give the socket a read timeout first, or a client that
+//! sends nothing holds the thread.
 //!
 //! # Client
 //!
@@ -47,9 +51,9 @@
 //!
 //! [`WebSocket::split`] gives a [`ReadHalf`] and a cloneable [`WriteHalf`] for full-duplex
 //! use from several threads; [`Config::keepalive`] pings quiet peers from inside `read`;
-//! [`IncomingRequest`] serves plain HTTP and WebSocket upgrades on one port. The README's
-//! "Writing a server" and `examples/chat.rs` show the whole thread-per-connection pattern,
-//! including graceful shutdown.
+//! [`IncomingRequest`] (from [`PendingConnection::read_request`]) serves plain HTTP and
+//! WebSocket upgrades on one port. The README's "Writing a server" and `examples/chat.rs`
+//! show the whole thread-per-connection pattern, including graceful shutdown.
 //!
 //! # Layout
 //!
@@ -76,6 +80,7 @@ mod outgoing;
 mod rand;
 mod receiver;
 mod sender;
+mod server;
 mod socket;
 mod split;
 mod stream;
@@ -102,6 +107,7 @@ pub use crate::http::Headers;
 pub use crate::keepalive::KeepAlive;
 pub use crate::mask::apply_mask;
 pub use crate::message::Message;
+pub use crate::server::{Incoming, PendingConnection, Server};
 pub use crate::socket::Socket;
 pub use crate::split::{ReadHalf, WriteHalf};
 pub use crate::stream::{

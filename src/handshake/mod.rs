@@ -206,8 +206,8 @@ impl Response {
     }
 }
 
-/// Reads from `stream` until a complete HTTP head has arrived, within the size limit of
-/// `config` and by `deadline` (checked whenever a read returns, so a peer trickling bytes
+/// Reads from `stream` until a complete HTTP head has arrived, within the size and header
+/// count limits of `config` (each checked as the bytes arrive) and by `deadline` (checked whenever a read returns, so a peer trickling bytes
 /// cannot stretch the handshake; a silent peer is bounded by the stream's read timeout).
 /// Returns the bytes read and the length of the head; bytes after the head (the peer's
 /// first frames) are kept at the end of the buffer.
@@ -217,7 +217,7 @@ pub(crate) fn read_head<T: Read>(
     deadline: Option<Instant>,
 ) -> Result<(Vec<u8>, usize), Error> {
     let mut buf = Vec::new();
-    let mut scanned = 0;
+    let mut scan = http::HeadScan::default();
     loop {
         let len = buf.len();
         // Read at most a little past the limit: enough to see that a head is too large.
@@ -234,7 +234,9 @@ pub(crate) fn read_head<T: Read>(
             Err(e) if is_retryable(e.kind()) => return Err(HandshakeError::TimedOut.into()),
             Err(e) => return Err(e.into()),
         }
-        if let Some(end) = http::check_head(&buf, &mut scanned, config.max_head_size)? {
+        if let Some(end) =
+            http::check_head(&buf, &mut scan, config.max_head_size, config.max_headers)?
+        {
             return Ok((buf, end));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -258,24 +258,22 @@ pub struct IncomingRequest<T> {
 
 impl<T: Read + Write> IncomingRequest<T> {
     /// Reads and parses one request head from `stream`, within the limits of `config`. A
-    /// head that is too large (431) or malformed (400) is answered and fails here.
+    /// head that is too large or has too many header lines (431, as soon as either limit is
+    /// crossed) or is malformed (400) is answered and fails here.
     ///
     /// [`Config::handshake_timeout`] (default 10 s) bounds the whole read: a client that
     /// trickles its request fails with [`HandshakeError::TimedOut`]. A client that sends
     /// nothing at all is bounded only by the stream's own read timeout, which a generic
     /// stream cannot be given from here: on a `TcpStream`, call `set_read_timeout` before
-    /// accepting (the examples do), or a silent client holds the thread.
+    /// accepting, or use [`Server`](crate::Server), which does; otherwise a silent client
+    /// holds the thread.
     pub fn read(mut stream: T, config: Config) -> Result<IncomingRequest<T>, Error> {
         let deadline = handshake_deadline(&config);
         let (mut buf, head_len) = match read_head(&mut stream, &config, deadline) {
             Ok(read) => read,
-            Err(Error::Handshake(e @ HandshakeError::HeadTooLarge)) => {
-                return refuse(
-                    &mut stream,
-                    &Rejection::new(431, "Request head too large.\n"),
-                    e,
-                )
-            }
+            Err(Error::Handshake(
+                e @ (HandshakeError::HeadTooLarge | HandshakeError::TooManyHeaders),
+            )) => return refuse(&mut stream, &Rejection::new(431, format!("{e}.\n")), e),
             Err(e) => return Err(e),
         };
         let request = match Request::parse(&buf[..head_len], config.max_headers) {
