@@ -268,9 +268,15 @@ impl Receiver {
                     #[cfg(feature = "deflate")]
                     Some(Partial::Inflating { data, utf8 }) => {
                         let before = data.len();
-                        let inflate = self.inflate.as_mut().expect("compressed only if negotiated");
+                        let inflate = self
+                            .inflate
+                            .as_mut()
+                            .expect("compressed only if negotiated");
                         let max = usize::try_from(self.max_message).unwrap_or(usize::MAX);
-                        inflate.dec.inflate(chunk, data, max).map_err(|e| inflate_error(e, max))?;
+                        inflate
+                            .dec
+                            .inflate(chunk, data, max)
+                            .map_err(|e| inflate_error(e, max))?;
                         if let Some(utf8) = utf8 {
                             utf8.push(&data[before..]).map_err(|_| Error::Utf8)?;
                         }
@@ -382,7 +388,10 @@ impl Receiver {
             };
             #[cfg(feature = "deflate")]
             if stream.compressed {
-                let inflate = self.inflate.as_mut().expect("compressed only if negotiated");
+                let inflate = self
+                    .inflate
+                    .as_mut()
+                    .expect("compressed only if negotiated");
                 if inflate.pos < inflate.out.len() {
                     let n = (inflate.out.len() - inflate.pos).min(dst.len());
                     dst[..n].copy_from_slice(&inflate.out[inflate.pos..inflate.pos + n]);
@@ -690,9 +699,15 @@ impl Receiver {
             #[cfg(feature = "deflate")]
             Some(Partial::Inflating { mut data, utf8 }) => {
                 let before = data.len();
-                let inflate = self.inflate.as_mut().expect("compressed only if negotiated");
+                let inflate = self
+                    .inflate
+                    .as_mut()
+                    .expect("compressed only if negotiated");
                 let max = usize::try_from(self.max_message).unwrap_or(usize::MAX);
-                inflate.dec.finish(&mut data, max).map_err(|e| inflate_error(e, max))?;
+                inflate
+                    .dec
+                    .finish(&mut data, max)
+                    .map_err(|e| inflate_error(e, max))?;
                 match utf8 {
                     Some(mut utf8) => {
                         utf8.push(&data[before..]).map_err(|_| Error::Utf8)?;
@@ -766,7 +781,10 @@ fn inflate_discard(
 
 /// Ends a discarded compressed streamed message (see [`inflate_discard`]).
 #[cfg(feature = "deflate")]
-fn inflate_discard_end(inflate: Option<&mut Inflate>, stream: &mut StreamState) -> Result<(), Error> {
+fn inflate_discard_end(
+    inflate: Option<&mut Inflate>,
+    stream: &mut StreamState,
+) -> Result<(), Error> {
     let inflate = inflate.expect("compressed only if negotiated");
     if inflate.pos < inflate.out.len() {
         stream.take(&inflate.out[inflate.pos..])?;
