@@ -149,17 +149,25 @@ impl StreamState {
     }
 }
 
+impl DataFrame {
+    /// Unmasks the frame's next payload bytes and counts them as consumed.
+    #[inline(always)]
+    fn take(&mut self, bytes: &mut [u8]) {
+        if let Some(key) = self.mask {
+            apply_mask(bytes, key, self.offset);
+        }
+        self.offset += bytes.len();
+        self.remaining -= bytes.len() as u64;
+    }
+}
+
 /// Unmasks payload bytes of a streamed message's frame, then accounts for them.
 fn take_payload(
     frame: &mut DataFrame,
     stream: &mut StreamState,
     bytes: &mut [u8],
 ) -> Result<(), Error> {
-    if let Some(key) = frame.mask {
-        apply_mask(bytes, key, frame.offset);
-    }
-    frame.offset += bytes.len();
-    frame.remaining -= bytes.len() as u64;
+    frame.take(bytes);
     stream.take(bytes)
 }
 
@@ -237,11 +245,7 @@ impl Receiver {
                     return Ok(None);
                 }
                 let chunk = &mut self.buf[self.start..self.start + n];
-                if let Some(key) = frame.mask {
-                    apply_mask(chunk, key, frame.offset);
-                }
-                frame.offset += n;
-                frame.remaining -= n as u64;
+                frame.take(chunk);
                 self.start += n;
                 match self.message.as_mut() {
                     Some(Partial::Text(text)) => text.push(chunk).map_err(|_| Error::Utf8)?,
@@ -266,21 +270,13 @@ impl Receiver {
                         }
                     }
                     #[cfg(feature = "deflate")]
-                    Some(Partial::Inflating { data, utf8 }) => {
-                        let before = data.len();
-                        let inflate = self
-                            .inflate
-                            .as_mut()
-                            .expect("compressed only if negotiated");
-                        let max = usize::try_from(self.max_message).unwrap_or(usize::MAX);
-                        inflate
-                            .dec
-                            .inflate(chunk, data, max)
-                            .map_err(|e| inflate_error(e, max))?;
-                        if let Some(utf8) = utf8 {
-                            utf8.push(&data[before..]).map_err(|_| Error::Utf8)?;
-                        }
-                    }
+                    Some(Partial::Inflating { data, utf8 }) => inflate_message(
+                        self.inflate.as_mut(),
+                        self.max_message,
+                        Some(chunk),
+                        data,
+                        utf8.as_mut(),
+                    )?,
                     None => unreachable!("a data frame always belongs to a message"),
                 }
                 if frame.remaining == 0 {
@@ -408,11 +404,7 @@ impl Receiver {
                         return Ok(Payload::NeedMore);
                     }
                     let piece = &mut self.buf[self.start..self.start + n];
-                    if let Some(key) = frame.mask {
-                        apply_mask(piece, key, frame.offset);
-                    }
-                    frame.offset += n;
-                    frame.remaining -= n as u64;
+                    frame.take(piece);
                     self.start += n;
                     inflate.out.clear();
                     inflate.pos = 0;
@@ -697,20 +689,11 @@ impl Receiver {
                 return Ok(None);
             }
             #[cfg(feature = "deflate")]
-            Some(Partial::Inflating { mut data, utf8 }) => {
-                let before = data.len();
-                let inflate = self
-                    .inflate
-                    .as_mut()
-                    .expect("compressed only if negotiated");
-                let max = usize::try_from(self.max_message).unwrap_or(usize::MAX);
-                inflate
-                    .dec
-                    .finish(&mut data, max)
-                    .map_err(|e| inflate_error(e, max))?;
+            Some(Partial::Inflating { mut data, mut utf8 }) => {
+                let inflate = self.inflate.as_mut();
+                inflate_message(inflate, self.max_message, None, &mut data, utf8.as_mut())?;
                 match utf8 {
                     Some(mut utf8) => {
-                        utf8.push(&data[before..]).map_err(|_| Error::Utf8)?;
                         utf8.finish().map_err(|_| Error::Utf8)?;
                         Message::Text(String::from_utf8(data).map_err(|_| Error::Utf8)?)
                     }
@@ -741,6 +724,43 @@ struct Inflate {
 }
 
 #[cfg(feature = "deflate")]
+impl Inflate {
+    /// Drops inflated bytes a dropped reader did not take, after validating and counting
+    /// them.
+    fn discard_pending(&mut self, stream: &mut StreamState) -> Result<(), Error> {
+        if self.pos < self.out.len() {
+            stream.take(&self.out[self.pos..])?;
+            self.pos = self.out.len();
+        }
+        Ok(())
+    }
+}
+
+/// Inflates the next piece of a compressed message into `data` (`input` `None`: its end),
+/// within the message limit, validating what it adds if it is text.
+#[cfg(feature = "deflate")]
+fn inflate_message(
+    inflate: Option<&mut Inflate>,
+    max_message: u64,
+    input: Option<&[u8]>,
+    data: &mut Vec<u8>,
+    utf8: Option<&mut Utf8Validator>,
+) -> Result<(), Error> {
+    let inflate = inflate.expect("compressed only if negotiated");
+    let max = usize::try_from(max_message).unwrap_or(usize::MAX);
+    let before = data.len();
+    match input {
+        Some(input) => inflate.dec.inflate(input, data, max),
+        None => inflate.dec.finish(data, max),
+    }
+    .map_err(|e| inflate_error(e, max))?;
+    if let Some(utf8) = utf8 {
+        utf8.push(&data[before..]).map_err(|_| Error::Utf8)?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "deflate")]
 fn inflate_error(e: InflateError, max: usize) -> Error {
     match e {
         InflateError::TooLarge => CapacityError::MessageTooLarge {
@@ -761,10 +781,7 @@ fn inflate_discard(
     stream: &mut StreamState,
 ) -> Result<(), Error> {
     let inflate = inflate.expect("compressed only if negotiated");
-    if inflate.pos < inflate.out.len() {
-        stream.take(&inflate.out[inflate.pos..])?;
-        inflate.pos = inflate.out.len();
-    }
+    inflate.discard_pending(stream)?;
     let mut scratch = [0u8; 4096];
     loop {
         let (used, written) = inflate
@@ -786,10 +803,7 @@ fn inflate_discard_end(
     stream: &mut StreamState,
 ) -> Result<(), Error> {
     let inflate = inflate.expect("compressed only if negotiated");
-    if inflate.pos < inflate.out.len() {
-        stream.take(&inflate.out[inflate.pos..])?;
-        inflate.pos = inflate.out.len();
-    }
+    inflate.discard_pending(stream)?;
     if stream.ending {
         // The inflater already finished this message (into `out`, handed out above).
         return Ok(());
@@ -823,12 +837,8 @@ fn read_direct<R: Read>(
     let end = (*len as u64 + frame.remaining).min(data.len() as u64) as usize;
     let room = &mut data[*len..end];
     let n = stream.read(room)?.min(room.len());
-    if let Some(key) = frame.mask {
-        apply_mask(&mut room[..n], key, frame.offset);
-    }
+    frame.take(&mut room[..n]);
     *len += n;
-    frame.offset += n;
-    frame.remaining -= n as u64;
     Ok(n)
 }
 

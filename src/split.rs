@@ -45,7 +45,7 @@ use crate::socket::Socket;
 use crate::stream::{
     read_payload, FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
 };
-use crate::websocket::{read_message, read_next, Got, Halves, Phase, Role};
+use crate::websocket::{read_message, read_stream_start, Got, Halves, Phase, Role};
 
 /// The write stream and the connection state.
 #[derive(Debug)]
@@ -246,19 +246,17 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
     /// Reads the next message as a stream, exactly like
     /// [`WebSocket::read_stream`](crate::WebSocket::read_stream).
     pub fn read_stream(&mut self) -> Result<Streamed<'_>> {
-        self.receiver.stream_next(true);
         let mut halves = SplitHalves {
             stream: &mut self.stream,
             shared: &self.shared,
             phase: &mut self.phase,
         };
-        let got = read_next(
+        let got = read_stream_start(
             &mut halves,
             &mut self.receiver,
             self.role,
             &mut self.keepalive,
         );
-        self.receiver.stream_next(false);
         match got? {
             Got::Message(message) => Ok(Streamed::Control(message)),
             Got::StreamStart { text } => Ok(Streamed::Message(MessageReader::new(self, text))),

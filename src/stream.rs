@@ -294,6 +294,16 @@ impl<'a> MessageWriter<'a> {
         Ok(())
     }
 
+    /// Sends the collected bytes as a (non-final) fragment; on failure they stay collected.
+    fn send_buffered(&mut self) -> io::Result<()> {
+        let buffered = std::mem::take(&mut self.buf);
+        let sent = self.send(&buffered, false);
+        self.buf = buffered;
+        sent.map_err(into_io)?;
+        self.buf.clear();
+        Ok(())
+    }
+
     /// Checks that `bytes` continue the text (binary: always); commits only on success.
     fn check_text(&self, bytes: &[u8]) -> io::Result<Option<Utf8Validator>> {
         match self.utf8 {
@@ -317,11 +327,7 @@ impl Write for MessageWriter<'_> {
         // A full fragment waits until more bytes come, so that `finish` can send it with
         // FIN instead of an empty last frame.
         if self.buf.len() == self.fragment {
-            let full = std::mem::take(&mut self.buf);
-            let sent = self.send(&full, false);
-            self.buf = full;
-            sent.map_err(into_io)?;
-            self.buf.clear();
+            self.send_buffered()?;
         }
         if self.buf.is_empty() && data.len() > self.fragment {
             let chunk = &data[..self.fragment];
@@ -338,11 +344,7 @@ impl Write for MessageWriter<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
-            let part = std::mem::take(&mut self.buf);
-            let sent = self.send(&part, false);
-            self.buf = part;
-            sent.map_err(into_io)?;
-            self.buf.clear();
+            self.send_buffered()?;
         }
         self.sink.flush().map_err(into_io)
     }

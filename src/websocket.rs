@@ -209,18 +209,16 @@ impl<T: Read + Write> WebSocket<T> {
     /// # Ok(()) }
     /// ```
     pub fn read_stream(&mut self) -> Result<Streamed<'_>> {
-        self.receiver.stream_next(true);
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.out,
         };
-        let got = read_next(
+        let got = read_stream_start(
             &mut halves,
             &mut self.receiver,
             self.role,
             &mut self.keepalive,
         );
-        self.receiver.stream_next(false);
         match got? {
             Got::Message(message) => Ok(Streamed::Control(message)),
             Got::StreamStart { text } => Ok(Streamed::Message(MessageReader::new(self, text))),
@@ -566,6 +564,20 @@ pub(crate) fn read_next<H: Halves>(
         }
         wait_for_input(halves, keepalive, |r| receiver.fill(r))?;
     }
+}
+
+/// Reads the next message, asking the receiver to stream it if it is a data message
+/// (returned as `Got::StreamStart`); a control message is returned as it is.
+pub(crate) fn read_stream_start<H: Halves>(
+    halves: &mut H,
+    receiver: &mut Receiver,
+    role: Role,
+    keepalive: &mut Option<Timer>,
+) -> Result<Got> {
+    receiver.stream_next(true);
+    let got = read_next(halves, receiver, role, keepalive);
+    receiver.stream_next(false);
+    got
 }
 
 /// Writes out what is owed to the peer, then reads input with `read`. Returns how many
