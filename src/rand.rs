@@ -24,8 +24,9 @@ static NONCE: AtomicU64 = AtomicU64::new(0);
 pub struct Rng {
     nonce: u64,
     counter: u64,
-    /// The unused half of the last word, for the next mask.
-    spare: Option<[u8; 4]>,
+    /// The unused half of the last word, for the next mask, if `has_spare`.
+    spare: [u8; 4],
+    has_spare: bool,
 }
 
 impl Rng {
@@ -34,7 +35,8 @@ impl Rng {
         Rng {
             nonce: NONCE.fetch_add(1, Ordering::Relaxed),
             counter: 0,
-            spare: None,
+            spare: [0; 4],
+            has_spare: false,
         }
     }
 
@@ -47,11 +49,13 @@ impl Rng {
 
     /// A fresh 4-byte masking key.
     pub fn mask(&mut self) -> [u8; 4] {
-        if let Some(m) = self.spare.take() {
-            return m;
+        if self.has_spare {
+            self.has_spare = false;
+            return self.spare;
         }
         let w = self.next_u64().to_ne_bytes();
-        self.spare = Some([w[4], w[5], w[6], w[7]]);
+        self.spare = [w[4], w[5], w[6], w[7]];
+        self.has_spare = true;
         [w[0], w[1], w[2], w[3]]
     }
 
