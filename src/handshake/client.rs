@@ -310,10 +310,9 @@ fn check_response(
 /// Collects the body of a refusal: the bytes already read, plus up to `Content-Length` more
 /// (at most 64 KiB in all). Errors while reading just end the body.
 fn read_error_body<T: Read>(stream: &mut T, response: &Response, mut body: Vec<u8>) -> Vec<u8> {
-    let declared = response
-        .header("Content-Length")
-        .and_then(|v| v.parse::<usize>().ok());
-    let want = declared.unwrap_or(0).min(MAX_ERROR_BODY);
+    // The head parser already refused an invalid or conflicting Content-Length.
+    let declared = http::content_length(response.headers()).ok().flatten();
+    let want = declared.unwrap_or(0).min(MAX_ERROR_BODY as u64) as usize;
     while body.len() < want {
         let len = body.len();
         body.resize(want, 0);

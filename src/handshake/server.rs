@@ -147,6 +147,13 @@ pub fn check_request(req: &Request) -> Result<&str, (Rejection, HandshakeError)>
         (1, Some(host)) if !host.is_empty() => {}
         _ => return bad("exactly one non-empty Host header is required"),
     }
+    // Bytes after the head are WebSocket frames: a request body would be read as frames.
+    // (`Content-Length` was checked to be valid by the parser; `0` is harmless.)
+    let has_body = headers.get("Transfer-Encoding").is_some()
+        || http::content_length(headers).is_ok_and(|l| l.is_some_and(|l| l > 0));
+    if has_body {
+        return bad("an upgrade request must not have a body");
+    }
     let versions: Vec<&str> = headers.get_all("Sec-WebSocket-Version").collect();
     if versions != ["13"] {
         let (status, error) = if versions.is_empty() {
@@ -476,12 +483,24 @@ mod tests {
             .replace("Connection: Upgrade", "Connection: keep-alive, Upgrade")
             .replace("Upgrade: websocket", "Upgrade: WebSocket");
         assert!(check(&firefox).is_ok());
+        let empty_body = GOOD.replace("Version: 13\r\n", "Version: 13\r\nContent-Length: 0\r\n");
+        assert!(check(&empty_body).is_ok());
     }
 
     #[test]
     fn refuses_each_violation_with_the_right_status() {
         let cases: &[(&str, &str, u16)] = &[
             ("GET /chat", "POST /chat", 405),
+            (
+                "Version: 13\r\n",
+                "Version: 13\r\nContent-Length: 5\r\n",
+                400,
+            ),
+            (
+                "Version: 13\r\n",
+                "Version: 13\r\nTransfer-Encoding: chunked\r\n",
+                400,
+            ),
             ("HTTP/1.1\r\nHost", "HTTP/1.0\r\nHost", 505),
             ("Host: server.example.com\r\n", "", 400),
             ("Upgrade: websocket", "Upgrade: h2c", 400),
