@@ -21,6 +21,12 @@ pub trait Socket {
     fn write_timeout(&self) -> io::Result<Option<Duration>>;
     /// Shuts down both directions of the transport.
     fn shutdown(&self) -> io::Result<()>;
+    /// Ends the session that runs above the transport, before [`shutdown`](Self::shutdown):
+    /// a TLS stream sends `close_notify` here. Called by `close_and_wait` once the closing
+    /// handshake is over. The default does nothing (right for plain sockets).
+    fn close_session(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 macro_rules! impl_socket {

@@ -21,15 +21,16 @@
 //!
 //! # Closing
 //!
-//! [`WebSocket::close_and_wait`] works over TLS (the [`Socket`] impls here forward timeouts
-//! and shutdown to the `TcpStream`), but it cannot send TLS `close_notify`, because
-//! [`Socket::shutdown`] takes `&self`. The WebSocket close frames already mark the end of the
-//! data, so [`MaybeTlsStream`] reads a TCP end without `close_notify` as an ordinary end of
-//! stream: after the closing handshake that is a clean end, before it the connection reports
-//! [`Error::AbnormalClosure`] as it would without TLS. A server's
-//! [`ServerTlsStream`] is rustls's own type and reports such an end as an `Io` error of kind
-//! `UnexpectedEof`. To send `close_notify` yourself, call [`MaybeTlsStream::close_notify`]
-//! or `ws.get_mut().conn.send_close_notify()` and flush before dropping the connection.
+//! [`WebSocket::close_and_wait`] works over TLS: the [`Socket`] impls here forward timeouts
+//! and shutdown to the `TcpStream`, and send TLS `close_notify` after the closing handshake
+//! ([`Socket::close_session`]), so a peer that insists on a clean TLS end gets one. The
+//! WebSocket close frames already mark the end of the data, so [`MaybeTlsStream`] reads a
+//! TCP end without `close_notify` as an ordinary end of stream: after the closing handshake
+//! that is a clean end, before it the connection reports [`Error::AbnormalClosure`] as it
+//! would without TLS. A server's [`ServerTlsStream`] is rustls's own type and reports such an
+//! end as an `Io` error of kind `UnexpectedEof`. Closing without `close_and_wait`, call
+//! [`MaybeTlsStream::close_notify`] or `ws.get_mut().conn.send_close_notify()` and flush
+//! before dropping the connection.
 //!
 //! # Threads
 //!
@@ -180,17 +181,19 @@ impl Socket for MaybeTlsStream {
     fn write_timeout(&self) -> io::Result<Option<Duration>> {
         self.tcp().write_timeout()
     }
-    /// Shuts the TCP connection down (without TLS `close_notify`, see the
-    /// [module docs](self#closing)).
     fn shutdown(&self) -> io::Result<()> {
         self.tcp().shutdown(Shutdown::Both)
+    }
+    /// Sends TLS `close_notify` (see [`close_notify`](MaybeTlsStream::close_notify)).
+    fn close_session(&mut self) -> io::Result<()> {
+        self.close_notify()
     }
 }
 
 macro_rules! impl_socket_for_tls {
     ($conn:ty) => {
-        /// Timeouts and shutdown of the `TcpStream` under the TLS session (shutdown sends no
-        /// `close_notify`, see the [module docs](self#closing)).
+        /// Timeouts and shutdown of the `TcpStream` under the TLS session; `close_session`
+        /// sends `close_notify`.
         impl Socket for StreamOwned<$conn, TcpStream> {
             fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
                 self.sock.set_read_timeout(timeout)
@@ -206,6 +209,10 @@ macro_rules! impl_socket_for_tls {
             }
             fn shutdown(&self) -> io::Result<()> {
                 self.sock.shutdown(Shutdown::Both)
+            }
+            fn close_session(&mut self) -> io::Result<()> {
+                self.conn.send_close_notify();
+                self.flush()
             }
         }
     };

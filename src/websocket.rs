@@ -636,7 +636,8 @@ impl<T: Read + Write + Socket> WebSocket<T> {
     /// Performs the whole closing handshake within `timeout`: sends a close frame with
     /// `code` and `reason` (unless one was sent already), reads until the peer's close
     /// arrives (discarding data messages that come first), lets a client wait for the
-    /// server to close TCP, then shuts the stream down. Returns the peer's close frame.
+    /// server to close TCP, then ends the session (TLS `close_notify`, see
+    /// [`Socket::close_session`]) and shuts the stream down. Returns the peer's close frame.
     ///
     /// Fails with an `Io` error of kind `TimedOut` if the peer's close does not arrive in
     /// time. The stream's previous timeouts are restored before it is shut down.
@@ -652,6 +653,8 @@ impl<T: Read + Write + Socket> WebSocket<T> {
         let deadline = Instant::now() + timeout;
         let saved = (self.stream.read_timeout()?, self.stream.write_timeout()?);
         let result = self.close_until(frame, deadline);
+        // Still under the deadline's write timeout (set by close_until).
+        let _ = self.stream.close_session();
         let restored = self
             .stream
             .set_read_timeout(saved.0)

@@ -206,6 +206,29 @@ fn client_close_and_wait_sees_a_clean_end_after_close_notify() {
 }
 
 #[test]
+fn close_and_wait_ends_the_tls_session_with_close_notify() {
+    // rustls's server stream reports a TCP end without close_notify as UnexpectedEof; after
+    // the client's close_and_wait it must read a clean end instead.
+    let ca = Ca::new();
+    let tls = ca.server(&["localhost"]);
+    let (port, server) = serve_one(move |stream| -> stdws::Result<_> {
+        let mut ws = stdws::tls::accept(stream, tls)?;
+        let seen = echo(&mut ws)?;
+        let mut rest = Vec::new();
+        let end = std::io::Read::read_to_end(ws.get_mut(), &mut rest);
+        Ok((seen, end.map_err(|e| e.kind())))
+    });
+    let mut ws = connect_wss(&format!("wss://localhost:{port}/"), ca.client()).unwrap();
+    ws.send_text("x").unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text("x".into()));
+    let reply = ws.close_and_wait(1000, "", Duration::from_secs(5)).unwrap();
+    assert_eq!(close_code(&reply), Some(1000));
+    let (seen, end) = server.join().unwrap().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(end, Ok(0), "the server saw the TLS session end cleanly");
+}
+
+#[test]
 fn untrusted_self_signed_certificate_is_rejected() {
     let ca = Ca::new();
     let key = KeyPair::generate().unwrap();
