@@ -15,7 +15,7 @@ use crate::error::{is_retryable, CapacityError, Error, Result};
 use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD};
 use crate::keepalive::{Tick, Timer};
 use crate::message::Message;
-use crate::sender::Sender;
+use crate::sender::{PayloadBuf, Sender};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum State {
@@ -189,35 +189,60 @@ impl Outgoing {
         Ok(())
     }
 
-    /// Queues a message (a close starts the closing handshake).
+    /// Queues a message (a close starts the closing handshake). A client may mask a large
+    /// payload in place rather than copy it: the message's contents are undefined afterwards
+    /// (a large text message comes back as binary), only its allocation is worth keeping.
     #[inline]
-    pub fn write<W: Write>(&mut self, stream: &mut W, message: &Message) -> Result<()> {
+    pub fn write<W: Write>(&mut self, stream: &mut W, message: &mut Message) -> Result<()> {
         match message {
+            // Only a client's large payloads gain from being masked in place (no copy);
+            // everything else takes the borrowed path, which is a little leaner.
+            Message::Text(text) if self.masks_in_place(text.len()) => {
+                // A String cannot be changed in place safely; its bytes can.
+                let mut bytes = std::mem::take(text).into_bytes();
+                let result = self.queue_data(stream, OpCode::Text, &mut bytes[..]);
+                *message = Message::Binary(bytes);
+                result
+            }
+            Message::Binary(data) if self.masks_in_place(data.len()) => {
+                self.queue_data(stream, OpCode::Binary, &mut data[..])
+            }
             Message::Text(text) => self.queue_data(stream, OpCode::Text, text.as_bytes()),
-            Message::Binary(data) => self.queue_data(stream, OpCode::Binary, data),
+            Message::Binary(data) => self.queue_data(stream, OpCode::Binary, &data[..]),
             Message::Ping(data) => self.write_control(stream, OpCode::Ping, data),
             Message::Pong(data) => self.write_control(stream, OpCode::Pong, data),
             Message::Close(frame) => self.start_close(stream, frame.clone()),
         }
     }
 
+    /// Whether a payload of `len` bytes is masked in place when the caller gives it up: a
+    /// client's payloads that are written through (see `Sender::message_to`).
+    #[inline(always)]
+    fn masks_in_place(&self, len: usize) -> bool {
+        self.sender.masks() && len >= self.write_buffer_size
+    }
+
     /// Queues a text or binary message; one of `write_buffer_size` bytes or more is written
     /// through at once (see `Sender::message_to`).
     #[inline]
-    pub fn queue_data<W: Write>(
+    pub fn queue_data<'a, W: Write, P: PayloadBuf<'a>>(
         &mut self,
         stream: &mut W,
         opcode: OpCode,
-        payload: &[u8],
+        payload: P,
     ) -> Result<()> {
         self.check_can_stream(stream)?;
         #[cfg(feature = "deflate")]
         if let Some(deflate) = &mut self.deflate {
             let mut compressed = std::mem::take(&mut deflate.scratch);
             compressed.clear();
-            if deflate.compressor.compress(payload, &mut compressed) {
+            if deflate
+                .compressor
+                .compress(payload.bytes(), &mut compressed)
+            {
                 // RSV1: a compressed message (RFC 7692 §6).
-                let result = self.send_message(stream, opcode, 0b100, &compressed);
+                let owned = &mut compressed[..];
+                let result = self.send_message(stream, opcode, 0b100, owned);
                 if compressed.capacity() <= KEEP_SCRATCH {
                     if let Some(deflate) = &mut self.deflate {
                         deflate.scratch = compressed;
@@ -232,12 +257,12 @@ impl Outgoing {
 
     /// Queues (or writes through) a message's frames, then flushes if the queue is full.
     #[inline]
-    fn send_message<W: Write>(
+    fn send_message<'a, W: Write, P: PayloadBuf<'a>>(
         &mut self,
         stream: &mut W,
         opcode: OpCode,
         rsv: u8,
-        payload: &[u8],
+        payload: P,
     ) -> Result<()> {
         let direct_min = self.write_buffer_size.max(1);
         match self

@@ -11,7 +11,7 @@ use std::io::{self, ErrorKind, IoSlice, Write};
 
 use crate::error::is_retryable;
 use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use crate::mask::mask_copy;
+use crate::mask::{apply_mask, mask_copy};
 use crate::rand::Rng;
 
 /// Client payloads are masked and written in pieces of this size.
@@ -20,6 +20,49 @@ const MASK_CHUNK: usize = 64 << 10;
 /// Buffer kept after a flush (room for one masked chunk and its header); larger buffers are
 /// released so an idle connection does not hold memory sized for its largest message.
 const KEEP_CAPACITY: usize = MASK_CHUNK + 1024;
+
+/// A frame payload: `&[u8]` is sent as it is (a client masks a copy of it), `&mut [u8]` is
+/// the sender's own buffer, which a client may mask in place instead (its contents are
+/// garbage afterwards). Generic rather than an enum so the common borrowed case compiles to
+/// the same code as before the owned one existed.
+pub(crate) trait PayloadBuf<'a>: Sized {
+    fn bytes(&self) -> &[u8];
+    /// Splits off the first `n` bytes.
+    fn split_at(self, n: usize) -> (Self, Self);
+    /// Masks the bytes in place if they may be changed (`Ok`, masked); else `Err`, as is.
+    fn mask_in_place(self, key: [u8; 4]) -> Result<&'a [u8], &'a [u8]>;
+}
+
+impl<'a> PayloadBuf<'a> for &'a [u8] {
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    #[inline(always)]
+    fn split_at(self, n: usize) -> (Self, Self) {
+        <[u8]>::split_at(self, n)
+    }
+    #[inline(always)]
+    fn mask_in_place(self, _key: [u8; 4]) -> Result<&'a [u8], &'a [u8]> {
+        Err(self)
+    }
+}
+
+impl<'a> PayloadBuf<'a> for &'a mut [u8] {
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    #[inline(always)]
+    fn split_at(self, n: usize) -> (Self, Self) {
+        self.split_at_mut(n)
+    }
+    #[inline(always)]
+    fn mask_in_place(self, key: [u8; 4]) -> Result<&'a [u8], &'a [u8]> {
+        apply_mask(self, key, 0);
+        Ok(self)
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct Sender {
@@ -41,6 +84,12 @@ impl Sender {
             end: 0,
             fragment_size: fragment_size.filter(|&n| n > 0),
         }
+    }
+
+    /// Whether frames are masked (the client role).
+    #[inline(always)]
+    pub fn masks(&self) -> bool {
+        self.rng.is_some()
     }
 
     /// Bytes queued but not yet written to the stream.
@@ -122,24 +171,26 @@ impl Sender {
     /// Sends a text or binary message (split into frames of at most `fragment_size` if
     /// configured). Frames of at least `direct_min` payload bytes bypass the buffer: a
     /// server writes them straight from `payload` together with what is queued (one
-    /// vectored write, no copy); a client masks them into the buffer and writes it out every
-    /// 64 KiB. Smaller frames are only queued.
+    /// vectored write, no copy); a client masks an owned payload in place and does the same,
+    /// or masks a borrowed one into the buffer and writes it out every 64 KiB. Smaller
+    /// frames are only queued.
     ///
     /// If the stream refuses bytes (`WouldBlock`, `TimedOut`), the rest of the message is
     /// queued and that error returned: the message is never half queued.
     #[inline]
-    pub fn message_to<W: Write>(
+    pub fn message_to<'a, W: Write, P: PayloadBuf<'a>>(
         &mut self,
         stream: &mut W,
         opcode: OpCode,
         rsv: u8,
-        payload: &[u8],
+        payload: P,
         direct_min: usize,
     ) -> io::Result<()> {
         let size = self.fragment_size.unwrap_or(usize::MAX);
-        if payload.len() < direct_min && payload.len() <= size {
+        let len = payload.bytes().len();
+        if len < direct_min && len <= size {
             // The common case: one small frame, queued.
-            self.frame_rsv(opcode, true, rsv, payload);
+            self.frame_rsv(opcode, true, rsv, payload.bytes());
             return Ok(());
         }
         let mut rsv = rsv;
@@ -147,10 +198,11 @@ impl Sender {
         let mut op = opcode;
         let mut rest = payload;
         loop {
-            let (chunk, tail) = rest.split_at(rest.len().min(size));
-            let fin = tail.is_empty();
+            let rest_len = rest.bytes().len();
+            let (chunk, tail) = rest.split_at(rest_len.min(size));
+            let fin = tail.bytes().is_empty();
             if blocked.is_some() {
-                self.frame_rsv(op, fin, rsv, chunk);
+                self.frame_rsv(op, fin, rsv, chunk.bytes());
             } else {
                 match self.fragment_to(stream, op, fin, rsv, chunk, direct_min) {
                     Ok(()) => {}
@@ -171,36 +223,31 @@ impl Sender {
     /// Sends one frame: queued if its payload is shorter than `direct_min`, written through
     /// otherwise (see [`message_to`](Self::message_to)).
     #[inline]
-    pub fn fragment_to<W: Write>(
+    pub fn fragment_to<'a, W: Write, P: PayloadBuf<'a>>(
         &mut self,
         stream: &mut W,
         opcode: OpCode,
         fin: bool,
         rsv: u8,
-        payload: &[u8],
+        payload: P,
         direct_min: usize,
     ) -> io::Result<()> {
-        if payload.len() < direct_min {
-            self.frame_rsv(opcode, fin, rsv, payload);
-            Ok(())
-        } else if self.rng.is_none() {
-            self.write_through(stream, opcode, fin, rsv, payload)
-        } else {
-            self.write_masked(stream, opcode, fin, rsv, payload)
+        if payload.bytes().len() < direct_min {
+            self.frame_rsv(opcode, fin, rsv, payload.bytes());
+            return Ok(());
+        }
+        match self.frame_header(opcode, fin, rsv, payload.bytes().len()) {
+            None => self.write_through(stream, payload.bytes()),
+            Some(key) => match payload.mask_in_place(key) {
+                Ok(masked) => self.write_through(stream, masked),
+                Err(plain) => self.write_masked(stream, key, plain),
+            },
         }
     }
 
-    /// Server: writes the queue, a header and `payload` with vectored writes; whatever the
-    /// stream did not take is queued.
-    fn write_through<W: Write>(
-        &mut self,
-        stream: &mut W,
-        opcode: OpCode,
-        fin: bool,
-        rsv: u8,
-        payload: &[u8],
-    ) -> io::Result<()> {
-        self.frame_header(opcode, fin, rsv, payload.len());
+    /// Writes the queue (ending with the frame's header) and `payload`, ready to go as it
+    /// is, with vectored writes; whatever the stream did not take is queued.
+    fn write_through<W: Write>(&mut self, stream: &mut W, payload: &[u8]) -> io::Result<()> {
         let mut sent = 0;
         while self.written < self.end || sent < payload.len() {
             let queued = &self.buf[self.written..self.end];
@@ -227,18 +274,17 @@ impl Sender {
         Ok(())
     }
 
-    /// Client: masks `payload` into the buffer 64 KiB at a time, writing the buffer out as
-    /// it fills, so a large message never needs a masked copy of its whole size (unless the
-    /// stream blocks, when the rest is queued).
+    /// Client, a payload it must not change (its header is queued): masks it into the
+    /// buffer 64 KiB at a time, writing the buffer out as it fills, so a large message never
+    /// needs a masked copy of its whole size (unless the stream blocks, when the rest is
+    /// queued).
     fn write_masked<W: Write>(
         &mut self,
         stream: &mut W,
-        opcode: OpCode,
-        fin: bool,
-        rsv: u8,
+        key: [u8; 4],
         payload: &[u8],
     ) -> io::Result<()> {
-        let mask = self.frame_header(opcode, fin, rsv, payload.len());
+        let mask = Some(key);
         let mut blocked = None;
         for (i, chunk) in payload.chunks(MASK_CHUNK).enumerate() {
             self.append(chunk, mask, i * MASK_CHUNK);
@@ -322,7 +368,7 @@ mod tests {
     fn fragments_large_messages() {
         let mut s = Sender::new(None, Some(4));
         let mut out = Vec::new();
-        s.message_to(&mut out, OpCode::Text, 0, b"abcdefghij", usize::MAX)
+        s.message_to(&mut out, OpCode::Text, 0, &b"abcdefghij"[..], usize::MAX)
             .unwrap();
         assert!(out.is_empty(), "small frames are only queued");
         s.flush(&mut out).unwrap();
@@ -346,7 +392,7 @@ mod tests {
         s.frame(OpCode::Ping, true, b"p");
         let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         let mut out = Vec::new();
-        s.message_to(&mut out, OpCode::Binary, 0, &big, 1000)
+        s.message_to(&mut out, OpCode::Binary, 0, &big[..], 1000)
             .unwrap();
         assert_eq!(s.pending(), 0);
         assert_eq!(&out[..3], &[0x89, 1, b'p']);
@@ -359,7 +405,7 @@ mod tests {
         let mut s = Sender::new(Some(Rng::new()), None);
         let big = vec![0u8; 200_000];
         let mut out = Vec::new();
-        s.message_to(&mut out, OpCode::Binary, 0, &big, 1000)
+        s.message_to(&mut out, OpCode::Binary, 0, &big[..], 1000)
             .unwrap();
         s.flush(&mut out).unwrap();
         let key = [out[10], out[11], out[12], out[13]];
@@ -399,7 +445,7 @@ mod tests {
             n: 5000,
             block: false,
         };
-        let mut result = s.message_to(&mut w, OpCode::Binary, 0, &big, 1000);
+        let mut result = s.message_to(&mut w, OpCode::Binary, 0, &big[..], 1000);
         while let Err(e) = result {
             assert_eq!(e.kind(), ErrorKind::WouldBlock);
             result = s.flush(&mut w);

@@ -438,7 +438,8 @@ impl<W: Write> WriteHalf<W> {
     /// `AlreadyClosed` once the closing handshake has started or the connection ended.
     pub fn send(&self, message: Message) -> Result<()> {
         let _message = message.is_data().then(|| self.shared.message());
-        self.with(|stream, out| out.write(stream, &message))
+        let mut message = message;
+        self.with(|stream, out| out.write(stream, &mut message))
     }
 
     /// Sends a text message.

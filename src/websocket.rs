@@ -279,7 +279,8 @@ impl<T: Read + Write> WebSocket<T> {
     /// without queueing if more than [`Config::max_write_buffer_size`] bytes are stuck in
     /// the queue.
     pub fn write(&mut self, message: Message) -> Result<()> {
-        let result = self.out.write(&mut self.stream, &message);
+        let mut message = message;
+        let result = self.out.write(&mut self.stream, &mut message);
         // The message's allocation is kept to receive the next one into.
         match message {
             Message::Text(text) => self.receiver.recycle(text.into_bytes()),

@@ -366,6 +366,45 @@ fn large_send_resumes_through_a_stream_taking_3_bytes_at_a_time() {
 }
 
 #[test]
+fn client_large_owned_sends_resume_through_a_stream_taking_3_bytes_at_a_time() {
+    // A client masks a large message it owns in place and writes it through: when the
+    // stream refuses bytes midway, the rest (already masked) is queued, and the messages
+    // that follow (masked while copied) still go out after it, once, in order.
+    let data = pattern(70_000);
+    let text = "ab€🦀ß".repeat(3000);
+    let mut client = WebSocket::from_raw_socket(
+        Choppy::new(Vec::new(), 3, 3),
+        Role::Client,
+        Config::default().fragment_size(Some(30_000)),
+        vec![],
+    );
+    let sent = [
+        Message::Binary(data.clone()),
+        Message::Text(text.clone()),
+        Message::binary(vec![7; 5]),
+    ];
+    for message in sent.clone() {
+        match client.write(message) {
+            Err(e) if e.is_would_block() => {}
+            other => other.unwrap(),
+        }
+    }
+    let retries = flush_all(&mut client);
+    assert!(retries > 10_000, "{retries}");
+    let output = client.into_inner().output;
+    let mut server = WebSocket::from_raw_socket(
+        Choppy::smooth(output),
+        Role::Server,
+        Config::default(),
+        vec![],
+    );
+    for expected in sent {
+        assert_eq!(server.read().unwrap(), expected);
+    }
+    assert!(server.read().unwrap_err().is_would_block(), "nothing more");
+}
+
+#[test]
 fn messages_sent_while_blocked_are_queued_once_in_order() {
     let big = pattern(20_000);
     let mut client = WebSocket::from_raw_socket(
