@@ -12,14 +12,13 @@
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
-    let wide = (u64::from(key) << 32) | u64::from(key);
     // Four copies of the key (all parts equal, so byte order is moot).
-    let wide = (u128::from(wide) << 64) | u128::from(wide);
+    let wide = (u128::from(widen(key)) << 64) | u128::from(widen(key));
     // In place, 128 bytes a step (eight SSE2 lanes, little loop overhead), then single
     // lanes, then words.
     let mut blocks = buf.chunks_exact_mut(IN_PLACE_BLOCK);
     if blocks.len() > 0 {
-        let pattern = repeat_wide(wide as u64);
+        let pattern: [u8; IN_PLACE_BLOCK] = repeat(key);
         for block in &mut blocks {
             let block: &mut [u8; IN_PLACE_BLOCK] =
                 block.try_into().expect("chunks_exact_mut(IN_PLACE_BLOCK)");
@@ -59,7 +58,7 @@ pub fn mask_copy(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
     if dst.len() < BLOCK {
         // Small payloads (most client messages): 8 bytes a step, no setup.
-        let wide = ((u64::from(key) << 32) | u64::from(key)).to_ne_bytes();
+        let wide = widen(key).to_ne_bytes();
         let src = &src[..dst.len()];
         let mut i = 0;
         while i + 8 <= dst.len() {
@@ -75,7 +74,7 @@ pub fn mask_copy(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) {
         return;
     }
     // Copying, the lane form above does not vectorize; a byte loop over fixed blocks does.
-    let pattern = repeat(key);
+    let pattern: [u8; BLOCK] = repeat(key);
     let mut out = dst.chunks_exact_mut(BLOCK);
     let mut input = src.chunks_exact(BLOCK);
     for (o, i) in (&mut out).zip(&mut input) {
@@ -97,25 +96,20 @@ const BLOCK: usize = 64;
 /// Bytes per step in place: eight SSE2 lanes.
 const IN_PLACE_BLOCK: usize = 128;
 
-/// The key (as a doubled word) repeated over one block.
+/// The key repeated over `N` bytes (one block, a multiple of 8), 8 bytes at a time.
 #[inline(always)]
-fn repeat_wide(wide: u64) -> [u8; IN_PLACE_BLOCK] {
-    let mut pattern = [0u8; IN_PLACE_BLOCK];
+fn repeat<const N: usize>(key: u32) -> [u8; N] {
+    let mut pattern = [0u8; N];
     for word in pattern.chunks_exact_mut(8) {
-        word.copy_from_slice(&wide.to_ne_bytes());
+        word.copy_from_slice(&widen(key).to_ne_bytes());
     }
     pattern
 }
 
-/// The key repeated over one block.
-#[inline]
-fn repeat(key: u32) -> [u8; BLOCK] {
-    let key = key.to_ne_bytes();
-    let mut pattern = [0u8; BLOCK];
-    for (i, p) in pattern.iter_mut().enumerate() {
-        *p = key[i & 3];
-    }
-    pattern
+/// The key doubled into a 64-bit word (both halves equal, so byte order is moot).
+#[inline(always)]
+fn widen(key: u32) -> u64 {
+    (u64::from(key) << 32) | u64::from(key)
 }
 
 /// The key as seen from byte `offset` of the payload, as a native-endian word whose first
