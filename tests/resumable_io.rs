@@ -339,6 +339,20 @@ fn bytes_read_during_the_handshake_are_used_first() {
     }
 }
 
+/// A `role` connection reading `output` (what the other side wrote) as it is.
+fn peer(output: Vec<u8>, role: Role) -> WebSocket<Choppy> {
+    WebSocket::from_raw_socket(Choppy::smooth(output), role, Config::default(), vec![])
+}
+
+/// The `role` peer decodes exactly `expected` from `output`, in order, and nothing more.
+fn assert_peer_reads_exactly(output: Vec<u8>, role: Role, expected: Vec<Message>) {
+    let mut ws = peer(output, role);
+    for message in expected {
+        assert_eq!(ws.read().unwrap(), message);
+    }
+    assert!(ws.read().unwrap_err().is_would_block(), "nothing more");
+}
+
 #[test]
 fn large_send_resumes_through_a_stream_taking_3_bytes_at_a_time() {
     let data = pattern(70_000);
@@ -355,14 +369,7 @@ fn large_send_resumes_through_a_stream_taking_3_bytes_at_a_time() {
     let output = server.into_inner().output;
     assert_eq!(output.len(), 10 + data.len());
     // A client decodes exactly one message, the one sent.
-    let mut client = WebSocket::from_raw_socket(
-        Choppy::smooth(output),
-        Role::Client,
-        Config::default(),
-        vec![],
-    );
-    assert_eq!(client.read().unwrap(), Message::Binary(data));
-    assert!(client.read().unwrap_err().is_would_block(), "nothing more");
+    assert_peer_reads_exactly(output, Role::Client, vec![Message::Binary(data)]);
 }
 
 #[test]
@@ -391,17 +398,7 @@ fn client_large_owned_sends_resume_through_a_stream_taking_3_bytes_at_a_time() {
     }
     let retries = flush_all(&mut client);
     assert!(retries > 10_000, "{retries}");
-    let output = client.into_inner().output;
-    let mut server = WebSocket::from_raw_socket(
-        Choppy::smooth(output),
-        Role::Server,
-        Config::default(),
-        vec![],
-    );
-    for expected in sent {
-        assert_eq!(server.read().unwrap(), expected);
-    }
-    assert!(server.read().unwrap_err().is_would_block(), "nothing more");
+    assert_peer_reads_exactly(client.into_inner().output, Role::Server, Vec::from(sent));
 }
 
 #[test]
@@ -423,13 +420,7 @@ fn messages_sent_while_blocked_are_queued_once_in_order() {
         assert!(result.unwrap_err().is_would_block());
     }
     flush_all(&mut client);
-    let output = client.into_inner().output;
-    let mut server = WebSocket::from_raw_socket(
-        Choppy::smooth(output),
-        Role::Server,
-        Config::default(),
-        vec![],
-    );
+    let mut server = peer(client.into_inner().output, Role::Server);
     let (got, _) = read_messages(&mut server, 4, 0);
     assert_eq!(
         got,
@@ -472,18 +463,11 @@ fn full_write_buffer_refuses_new_messages_and_pauses_reading() {
     flush_all(&mut server);
     server.send_binary(b"accepted").unwrap();
     let output = std::mem::take(&mut server.get_mut().output);
-    let mut client = WebSocket::from_raw_socket(
-        Choppy::smooth(output),
-        Role::Client,
-        Config::default(),
-        vec![],
-    );
-    assert_eq!(client.read().unwrap(), Message::Binary(first));
-    assert_eq!(
-        client.read().unwrap(),
-        Message::binary(b"accepted".to_vec())
-    );
-    assert!(client.read().unwrap_err().is_would_block(), "nothing more");
+    let expected = vec![
+        Message::Binary(first),
+        Message::binary(b"accepted".to_vec()),
+    ];
+    assert_peer_reads_exactly(output, Role::Client, expected);
 }
 
 // ---------------------------------------------------------------------------------------

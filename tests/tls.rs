@@ -184,6 +184,16 @@ fn server_close_and_wait_over_tls() {
     assert_eq!(close_code(&reply), Some(1001));
 }
 
+/// Client side of the close tests: one echoed text, then `close_and_wait`, which must see
+/// the server's 1000.
+fn echo_one_then_close_and_wait(port: u16, ca: &Ca) {
+    let mut ws = connect_wss(&format!("wss://localhost:{port}/"), ca.client()).unwrap();
+    ws.send_text("x").unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text("x".into()));
+    let reply = ws.close_and_wait(1000, "", Duration::from_secs(5)).unwrap();
+    assert_eq!(close_code(&reply), Some(1000));
+}
+
 #[test]
 fn client_close_and_wait_sees_a_clean_end_after_close_notify() {
     // The server ends the TLS session with close_notify after the closing handshake, as the
@@ -197,11 +207,7 @@ fn client_close_and_wait_sees_a_clean_end_after_close_notify() {
         ws.flush()?;
         Ok(seen)
     });
-    let mut ws = connect_wss(&format!("wss://localhost:{port}/"), ca.client()).unwrap();
-    ws.send_text("x").unwrap();
-    assert_eq!(ws.read().unwrap(), Message::Text("x".into()));
-    let reply = ws.close_and_wait(1000, "", Duration::from_secs(5)).unwrap();
-    assert_eq!(close_code(&reply), Some(1000));
+    echo_one_then_close_and_wait(port, &ca);
     assert_eq!(server.join().unwrap().unwrap().len(), 2);
 }
 
@@ -218,11 +224,7 @@ fn close_and_wait_ends_the_tls_session_with_close_notify() {
         let end = std::io::Read::read_to_end(ws.get_mut(), &mut rest);
         Ok((seen, end.map_err(|e| e.kind())))
     });
-    let mut ws = connect_wss(&format!("wss://localhost:{port}/"), ca.client()).unwrap();
-    ws.send_text("x").unwrap();
-    assert_eq!(ws.read().unwrap(), Message::Text("x".into()));
-    let reply = ws.close_and_wait(1000, "", Duration::from_secs(5)).unwrap();
-    assert_eq!(close_code(&reply), Some(1000));
+    echo_one_then_close_and_wait(port, &ca);
     let (seen, end) = server.join().unwrap().unwrap();
     assert_eq!(seen.len(), 2);
     assert_eq!(end, Ok(0), "the server saw the TLS session end cleanly");
