@@ -503,7 +503,7 @@ impl Receiver {
                 (self.frame.as_mut(), self.message.as_mut())
             {
                 if frame.remaining >= self.buffer_size as u64 {
-                    return read_direct(stream, frame, data, len, self.buffer_size);
+                    return read_direct(stream, frame, data, len);
                 }
             }
         }
@@ -824,55 +824,23 @@ fn inflate_discard_end(
 /// Reads the next part of a large binary payload straight into the message (no copy
 /// through the read buffer) and unmasks it in place. Grows the message by at most doubling
 /// what has arrived, never by the frame's declared length.
-///
-/// A recycled buffer's initialized bytes are read into as they are. Otherwise the read
-/// appends to the message's spare capacity with `read_to_end` on a `Take`, which stops at the
-/// limit and does not zero-fill the capacity first when the stream can read into
-/// uninitialized memory (`TcpStream` and `UnixStream` can; std zero-fills for a stream that
-/// only implements `read`). Either way a read gets room for at least `min_room` bytes (or the
-/// rest of the frame).
 fn read_direct<R: Read>(
     stream: &mut R,
     frame: &mut DataFrame,
     data: &mut Vec<u8>,
     len: &mut usize,
-    min_room: usize,
 ) -> io::Result<usize> {
-    let want = frame.remaining.min(min_room as u64);
-    if (data.len() - *len) as u64 >= want {
-        // Initialized room (a recycled buffer's): read into it.
-        let end = (*len as u64 + frame.remaining).min(data.len() as u64) as usize;
-        let room = &mut data[*len..end];
-        let n = stream.read(room)?.min(room.len());
-        frame.take(&mut room[..n]);
-        *len += n;
-        return Ok(n);
-    }
-    // Otherwise append to the spare capacity, which is not zero-filled first.
-    data.truncate(*len);
-    // Room for at least a read buffer's worth, so reads stay large.
-    if ((data.capacity() - *len) as u64) < want {
+    if data.len() == *len {
         let grow = frame.remaining.min((*len).max(INITIAL_CAPACITY) as u64) as usize;
-        data.reserve(grow);
+        data.resize(*len + grow, 0);
     }
-    let limit = frame
-        .remaining
-        .min((data.capacity() - *len) as u64)
-        .min(DIRECT_READ as u64);
-    let result = stream.take(limit).read_to_end(data);
-    // Whatever arrived is consumed, even if the read then failed.
-    let n = data.len() - *len;
-    frame.take(&mut data[*len..]);
+    let end = (*len as u64 + frame.remaining).min(data.len() as u64) as usize;
+    let room = &mut data[*len..end];
+    let n = stream.read(room)?.min(room.len());
+    frame.take(&mut room[..n]);
     *len += n;
-    match result {
-        Err(e) if n == 0 => Err(e),
-        _ => Ok(n),
-    }
+    Ok(n)
 }
-
-/// At most this much of a payload is read directly before it is unmasked, so the bytes
-/// are still in the CPU's cache when they are.
-const DIRECT_READ: usize = 256 << 10;
 
 #[cfg(test)]
 mod tests {
