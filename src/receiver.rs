@@ -1,17 +1,19 @@
 //! Incoming bytes to messages (RFC 6455 §5.2-5.6): frame checks, unmasking, reassembly of
 //! fragments and fail-fast UTF-8 validation.
 //!
-//! The receiver owns a fixed-size read buffer. Payload bytes are unmasked, validated and
-//! moved into the message as soon as they are in the buffer, so the buffer never has to
-//! hold a whole frame and never grows; only a frame header and a control frame (at most
-//! 14 + 125 bytes) must ever fit in it at once. Nothing is reserved from a frame's declared
-//! length: the message grows as its bytes arrive. All state lives in the struct, so a read
-//! that fails with `WouldBlock` loses nothing and the next call continues mid-frame.
+//! Pure: no stream, no clock. The driver asks [`Receiver::read_buf`] where the next bytes go,
+//! reads into it, reports the count with [`Receiver::filled`], then calls [`Receiver::poll`]
+//! (or [`Receiver::poll_payload`] for a streamed message) until it says more input is needed.
 //!
-//! [`Receiver::poll`] works on buffered bytes only (no I/O); [`Receiver::fill`] is the only
-//! place that reads from the stream.
-
-use std::io::{self, Read};
+//! The read buffer rests at `Config::read_buffer_size`. Payload bytes are unmasked,
+//! validated and moved into the message as soon as they are in the buffer, so the buffer
+//! never has to hold a whole frame; only a frame header and a control frame (at most
+//! 14 + 125 bytes) must ever fit in it at once. During a burst of small frames (a read that
+//! fills all the room it was given) the buffer doubles, up to 64 KiB, and it shrinks back to
+//! its resting size after the first short read. A large binary payload is read straight
+//! into the message instead. Nothing is reserved from a frame's declared length: the message
+//! grows as its bytes arrive. All state lives in the struct, so a read that fails with
+//! `WouldBlock` loses nothing and the next call continues mid-frame.
 
 use crate::close::{parse_close_payload, CloseFrame};
 use crate::config::Config;
@@ -27,7 +29,7 @@ use crate::deflate::{Decompressor, InflateError};
 /// Smallest read buffer: a header plus a whole control frame must fit.
 const MIN_BUFFER: usize = 256;
 
-/// The read buffer grows up to this during bursts (see [`Receiver::fill`]).
+/// The read buffer grows up to this during bursts (see [`Receiver::read_buf`]).
 const MAX_BUFFER: usize = 64 << 10;
 
 /// Whether the last read filled all the room it was given.
@@ -191,6 +193,8 @@ pub(crate) struct Receiver {
     last_read: LastRead,
     /// The last data frame was binary and at least a buffer long (read directly).
     large_frames: bool,
+    /// The room last handed out by `read_buf` is in the message, not the read buffer.
+    direct: bool,
     frame: Option<DataFrame>,
     message: Option<Partial>,
     max_frame: u64,
@@ -223,6 +227,7 @@ impl Receiver {
             buffer_size,
             last_read: LastRead::Short,
             large_frames: false,
+            direct: false,
             frame: None,
             message: None,
             max_frame: limit(config.max_frame_size),
@@ -460,17 +465,17 @@ impl Receiver {
             && self.frame.as_ref().is_some_and(|f| f.remaining > 0)
     }
 
-    /// Reads the streamed message's payload from `stream` straight into `dst` (see
-    /// [`can_read_direct`](Self::can_read_direct)); [`take_direct`](Self::take_direct)
-    /// must then be called on the bytes read.
-    pub fn read_direct_into<R: Read>(&self, stream: &mut R, dst: &mut [u8]) -> io::Result<usize> {
+    /// How many of the streamed message's next bytes may be read from the network straight
+    /// into a caller's buffer of `room` bytes (see [`can_read_direct`](Self::can_read_direct)):
+    /// never past the end of the current frame. [`take_direct`](Self::take_direct) must then
+    /// be called on the bytes that arrived.
+    pub fn direct_room(&self, room: usize) -> usize {
         let remaining = self.frame.as_ref().map_or(0, |f| f.remaining);
-        let room = remaining.min(dst.len() as u64) as usize;
-        Ok(stream.read(&mut dst[..room])?.min(room))
+        remaining.min(room as u64) as usize
     }
 
-    /// Unmasks and validates payload bytes read by
-    /// [`read_direct_into`](Self::read_direct_into).
+    /// Unmasks and validates payload bytes read straight into the caller's buffer (see
+    /// [`direct_room`](Self::direct_room)).
     pub fn take_direct(&mut self, bytes: &mut [u8]) -> Result<(), Error> {
         if let (Some(frame), Some(Partial::Stream(stream))) = (&mut self.frame, &mut self.message) {
             take_payload(frame, stream, bytes)?;
@@ -495,15 +500,19 @@ impl Receiver {
         Ok(())
     }
 
-    /// Reads more bytes from `stream` into the buffer, or for a large binary payload
-    /// straight into the message. `Ok(0)` is end of stream.
-    pub fn fill<R: Read>(&mut self, stream: &mut R) -> io::Result<usize> {
+    /// Where the next bytes from the network go: room at the end of the read buffer, or, for
+    /// a large binary payload with nothing buffered, room at the end of the message itself
+    /// (no copy through the read buffer). The driver reads into it and reports how many bytes
+    /// arrived with [`filled`](Self::filled); a read of nothing needs no report.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        self.direct = false;
         if self.start == self.end {
             if let (Some(frame), Some(Partial::Binary { data, len })) =
                 (self.frame.as_mut(), self.message.as_mut())
             {
                 if frame.remaining >= self.buffer_size as u64 {
-                    return read_direct(stream, frame, data, len);
+                    self.direct = true;
+                    return direct_room(frame, data, *len);
                 }
             }
         }
@@ -528,15 +537,32 @@ impl Receiver {
             self.buf.shrink_to(size);
             self.buf.resize(size, 0);
         }
-        let space = &mut self.buf[self.end..];
-        let n = stream.read(space)?.min(space.len());
-        self.last_read = if n == space.len() && n > 0 {
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes arrived in the room [`read_buf`](Self::read_buf) gave (0 < `n` <= its
+    /// length; larger values are clamped). Payload read straight into a message is unmasked
+    /// here; buffered bytes wait for [`poll`](Self::poll).
+    pub fn filled(&mut self, n: usize) {
+        if std::mem::take(&mut self.direct) {
+            if let (Some(frame), Some(Partial::Binary { data, len })) =
+                (self.frame.as_mut(), self.message.as_mut())
+            {
+                let room = direct_room(frame, data, *len);
+                let n = n.min(room.len());
+                frame.take(&mut room[..n]);
+                *len += n;
+            }
+            return;
+        }
+        let space = self.buf.len() - self.end;
+        let n = n.min(space);
+        self.last_read = if n == space && n > 0 {
             LastRead::Full
         } else {
             LastRead::Short
         };
         self.end += n;
-        Ok(n)
     }
 
     /// Takes back the allocation of a message the application sent, to receive the next
@@ -821,31 +847,33 @@ fn inflate_discard_end(
     }
 }
 
-/// Reads the next part of a large binary payload straight into the message (no copy
-/// through the read buffer) and unmasks it in place. Grows the message by at most doubling
-/// what has arrived, never by the frame's declared length.
-fn read_direct<R: Read>(
-    stream: &mut R,
-    frame: &mut DataFrame,
-    data: &mut Vec<u8>,
-    len: &mut usize,
-) -> io::Result<usize> {
-    if data.len() == *len {
-        let grow = frame.remaining.min((*len).max(INITIAL_CAPACITY) as u64) as usize;
-        data.resize(*len + grow, 0);
+/// The room at the end of a binary message that the next part of its large payload is read
+/// into (then unmasked in place by [`Receiver::filled`]). Grows the message by at most
+/// doubling what has arrived, never by the frame's declared length; the room never reaches
+/// past the frame's end.
+fn direct_room<'a>(frame: &DataFrame, data: &'a mut Vec<u8>, len: usize) -> &'a mut [u8] {
+    if data.len() == len {
+        let grow = frame.remaining.min(len.max(INITIAL_CAPACITY) as u64) as usize;
+        data.resize(len + grow, 0);
     }
-    let end = (*len as u64 + frame.remaining).min(data.len() as u64) as usize;
-    let room = &mut data[*len..end];
-    let n = stream.read(room)?.min(room.len());
-    frame.take(&mut room[..n]);
-    *len += n;
-    Ok(n)
+    let end = (len as u64 + frame.remaining).min(data.len() as u64) as usize;
+    &mut data[len..end]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::close::CloseCode;
+    use std::io::Read;
+
+    impl Receiver {
+        /// Reads once from `input` into [`read_buf`](Self::read_buf), as a driver does.
+        fn fill<R: Read>(&mut self, input: &mut R) -> std::io::Result<usize> {
+            let n = input.read(self.read_buf())?;
+            self.filled(n);
+            Ok(n)
+        }
+    }
 
     /// Encodes one frame as a client would (masked) or a server would (unmasked).
     fn frame(fin: bool, op: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {

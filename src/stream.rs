@@ -12,7 +12,7 @@ use crate::keepalive::Timer;
 use crate::message::Message;
 use crate::receiver::{Incoming, Payload, Receiver};
 use crate::utf8::Utf8Validator;
-use crate::websocket::{wait_for_input, Halves, Phase};
+use crate::websocket::{fill, wait_for_input, Halves, Phase};
 
 /// Fragment size of a [`MessageWriter`] when [`Config::fragment_size`](crate::Config) is
 /// not set.
@@ -184,8 +184,10 @@ pub(crate) fn read_payload<H: Halves>(
             Ok(Payload::Control(_)) => {}
             Ok(Payload::NeedMore) => {
                 if receiver.can_read_direct(dst.len()) {
-                    let n =
-                        wait_for_input(halves, keepalive, |r| receiver.read_direct_into(r, dst))?;
+                    let n = wait_for_input(halves, keepalive, |r| {
+                        let room = receiver.direct_room(dst.len());
+                        Ok(r.read(&mut dst[..room])?.min(room))
+                    })?;
                     if n > 0 {
                         if let Err(e) = receiver.take_direct(&mut dst[..n]) {
                             return Err(halves.fail(e));
@@ -193,7 +195,7 @@ pub(crate) fn read_payload<H: Halves>(
                         return Ok(Some(n));
                     }
                 } else {
-                    wait_for_input(halves, keepalive, |r| receiver.fill(r))?;
+                    wait_for_input(halves, keepalive, |r| fill(receiver, r))?;
                 }
             }
             Err(e) => return Err(halves.fail(e)),

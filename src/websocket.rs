@@ -563,7 +563,7 @@ pub(crate) fn read_next<H: Halves>(
             Ok(None) => {}
             Err(e) => return Err(halves.fail(e)),
         }
-        wait_for_input(halves, keepalive, |r| receiver.fill(r))?;
+        wait_for_input(halves, keepalive, |r| fill(receiver, r))?;
     }
 }
 
@@ -610,6 +610,16 @@ pub(crate) fn wait_for_input<H: Halves>(
     }
 }
 
+/// Reads once from `stream` into the room the receiver offers (its read buffer, or the end of
+/// a large binary message), and tells it how many bytes arrived. `Ok(0)` is end of stream.
+#[inline]
+pub(crate) fn fill<R: Read>(receiver: &mut Receiver, stream: &mut R) -> std::io::Result<usize> {
+    let room = receiver.read_buf();
+    let n = stream.read(room)?.min(room.len());
+    receiver.filled(n);
+    Ok(n)
+}
+
 /// Reports the completed closing handshake: pushes out a close reply that is still queued,
 /// lets a client wait for the server to close TCP first (RFC 6455 §7.1.1), then returns
 /// `ConnectionClosed` once.
@@ -622,7 +632,7 @@ fn report_closed<H: Halves>(halves: &mut H, receiver: &mut Receiver, role: Role)
     if role == Role::Client {
         loop {
             receiver.discard_buffered();
-            match receiver.fill(halves.reader()) {
+            match fill(receiver, halves.reader()) {
                 Ok(n) if n > 0 => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if is_retryable(e.kind()) => return e.into(),
