@@ -69,6 +69,7 @@ pub mod close;
 mod config;
 #[cfg(feature = "deflate")]
 mod deflate;
+mod driver;
 mod error;
 pub mod frame;
 pub mod handshake;
@@ -83,6 +84,7 @@ mod sender;
 mod server;
 mod socket;
 mod split;
+mod state;
 mod stream;
 #[cfg(feature = "rustls")]
 pub mod tls;

@@ -1,22 +1,18 @@
-//! The connection's state (RFC 6455 §7) and everything that writes: messages, automatic
-//! pongs and close replies, and the close frame that fails a connection.
+//! The send side of the protocol core (RFC 6455 §5.5, §7): the connection's state and every
+//! frame this endpoint queues — messages, automatic pongs, close replies, the close frame
+//! that fails a connection, keep-alive pings — with permessage-deflate applied.
 //!
-//! [`Outgoing`] owns the [`Sender`] and the state but not the stream, which every method
-//! takes as an argument: a [`WebSocket`](crate::WebSocket) passes its one stream, and the
-//! halves of a split connection share one `Outgoing` and write stream behind a mutex, so a
-//! pong from the reading thread never interleaves with a frame from a writing thread.
-
-use std::io::Write;
-use std::time::Instant;
+//! Pure: [`Outgoing`] only queues bytes in its [`Sender`]; it names no stream and no clock.
+//! The blocking driver (`driver.rs`) writes the queue out, writes large payloads through
+//! without copying them, and decides when to flush. A [`WebSocket`](crate::WebSocket) holds
+//! one `Outgoing`; the halves of a split connection share one behind a mutex, so a pong from
+//! the reading thread never interleaves with a frame from a writing thread.
 
 use crate::close::{CloseFrame, MAX_REASON_LEN};
 use crate::config::Config;
-use crate::error::{is_retryable, CapacityError, Error, Result};
+use crate::error::{Error, Result};
 use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD};
-use crate::keepalive::{Tick, Timer};
-use crate::message::Message;
-use crate::sender::{PayloadBuf, Sender};
-
+use crate::sender::Sender;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum State {
     Open,
@@ -83,50 +79,27 @@ impl Outgoing {
 
     /// Answers the peer's close frame by echoing its status code (RFC 6455 §5.5.1), or an
     /// empty body for an empty close, unless we sent ours already. The closing handshake is
-    /// then complete.
-    pub fn on_close<W: Write>(&mut self, stream: &mut W, frame: &Option<CloseFrame>) {
-        if self.state == State::Open {
+    /// then complete. Returns whether a reply was queued (the driver writes it out).
+    pub fn on_close(&mut self, frame: &Option<CloseFrame>) -> bool {
+        let reply = self.state == State::Open;
+        if reply {
             let body = frame.as_ref().map(|f| f.code.as_u16().to_be_bytes());
             let body = body.as_ref().map_or(&[][..], |b| &b[..]);
             self.sender.frame(OpCode::Close, true, body);
-            // A failure here is reported by the next call (still queued if WouldBlock).
-            let _ = self.sender.flush(stream);
         }
         self.state = State::Closed(frame.clone());
+        reply
     }
 
-    /// Fails the connection: sends a close frame with the error's code (unless one was sent
-    /// already), and ends.
-    pub fn fail<W: Write>(&mut self, stream: &mut W, error: Error) -> Error {
-        self.send_failure(stream, failure_close(&error));
-        self.end(error)
-    }
-
-    /// Sends the close frame of a failure (see [`failure_close`]) if no close was sent yet.
-    pub fn send_failure<W: Write>(&mut self, stream: &mut W, body: Option<Vec<u8>>) {
-        if let (State::Open, Some(body)) = (&self.state, body) {
-            self.sender.frame(OpCode::Close, true, &body);
-            let _ = self.sender.flush(stream);
-        }
-    }
-
-    /// On a read timeout: sends a due keep-alive ping, or fails a connection whose peer
-    /// stayed silent. After our close frame no ping may be sent, but the timer still bounds
-    /// the wait for the peer's reply.
-    pub fn keep_alive<W: Write>(&mut self, stream: &mut W, timer: &mut Timer) -> Result<()> {
-        let tick = timer.tick(Instant::now());
-        match (&self.state, tick) {
-            (State::Open, Tick::SendPing) => {
-                self.write_control(stream, OpCode::Ping, b"keepalive")?;
-                match self.flush_queued(stream) {
-                    Err(e) if !e.is_would_block() => Err(e),
-                    _ => Ok(()),
-                }
+    /// Queues the close frame of a failure (see [`failure_close`]) if no close was sent
+    /// yet. Returns whether one was queued.
+    pub fn queue_failure(&mut self, body: Option<Vec<u8>>) -> bool {
+        match (&self.state, body) {
+            (State::Open, Some(body)) => {
+                self.sender.frame(OpCode::Close, true, &body);
+                true
             }
-            (State::Open | State::CloseSent, Tick::TimedOut) => {
-                Err(self.fail(stream, Error::KeepAliveTimeout))
-            }
-            _ => Ok(()),
+            _ => false,
         }
     }
 
@@ -136,145 +109,126 @@ impl Outgoing {
         error
     }
 
-    /// Writes out what is corked before the reader waits for input, so the peer is never
-    /// waiting for bytes we hold while we wait for it. A stream that cannot take them right
-    /// now is fine unless the queue is over its limit.
-    pub fn flush_before_read<W: Write>(&mut self, stream: &mut W) -> Result<()> {
-        match self.flush_queued(stream) {
-            Err(e) if e.is_would_block() && self.sender.pending() <= self.max_write_buffer_size => {
-                Ok(())
-            }
-            other => other,
-        }
-    }
-
-    /// The state check shared by every send: only an open connection takes messages; the
-    /// first use after the end reports it.
+    /// Whether sending is allowed: `Ok(true)` if open, `Ok(false)` if the closing handshake
+    /// finished and its end is still to be reported by this call (an unsplit connection),
+    /// `Err(AlreadyClosed)` otherwise.
     #[inline(always)]
-    pub fn check_writable<W: Write>(&mut self, stream: &mut W) -> Result<()> {
+    pub fn writable(&self) -> Result<bool> {
         match &self.state {
-            State::Open => Ok(()),
-            State::Closed(_) if self.split => Err(Error::AlreadyClosed),
-            State::Closed(_) => Err(self.report_closed(stream)),
-            State::CloseSent | State::Ended => Err(Error::AlreadyClosed),
+            State::Open => Ok(true),
+            State::Closed(_) if !self.split => Ok(false),
+            State::Closed(_) | State::CloseSent | State::Ended => Err(Error::AlreadyClosed),
         }
     }
 
-    /// Reports the completed closing handshake once: pushes out a close reply that is still
-    /// queued, then ends.
-    pub fn report_closed<W: Write>(&mut self, stream: &mut W) -> Error {
-        if let Err(e) = self.sender.flush(stream) {
-            if is_retryable(e.kind()) {
-                return e.into();
-            }
-        }
+    /// The report of the completed closing handshake, once; then the connection has ended.
+    pub fn take_closed_report(&mut self) -> Error {
         match std::mem::replace(&mut self.state, State::Ended) {
             State::Closed(frame) => Error::ConnectionClosed(frame),
             _ => Error::AlreadyClosed,
         }
     }
 
-    /// Checks that a message may be sent now: the connection is open and the queue is not
-    /// stuck over `max_write_buffer_size`.
+    /// Whether more than `max_write_buffer_size` bytes are queued.
     #[inline(always)]
-    fn check_can_queue<W: Write>(&mut self, stream: &mut W) -> Result<()> {
-        self.check_writable(stream)?;
-        if self.sender.pending() > self.max_write_buffer_size {
-            match self.flush_queued(stream) {
-                Ok(()) => {}
-                Err(e) if e.is_would_block() => return Err(CapacityError::WriteBufferFull.into()),
-                Err(e) => return Err(e),
-            }
+    pub fn over_limit(&self) -> bool {
+        self.sender.pending() > self.max_write_buffer_size
+    }
+
+    /// Whether the queue holds `write_buffer_size` bytes and should be written out.
+    #[inline(always)]
+    pub fn is_full(&self) -> bool {
+        self.sender.pending() >= self.write_buffer_size
+    }
+
+    /// Frames with at least this many payload bytes are written through (see
+    /// `driver::message_to`) rather than copied into the queue.
+    #[inline(always)]
+    pub fn direct_min(&self) -> usize {
+        self.write_buffer_size.max(1)
+    }
+
+    /// Whether a payload of `len` bytes is masked in place when the caller gives it up: a
+    /// client's payloads that are written through.
+    #[inline(always)]
+    pub fn masks_in_place(&self, len: usize) -> bool {
+        self.sender.masks() && len >= self.write_buffer_size
+    }
+
+    /// Checks that a data message may start now (no streamed message is half sent).
+    #[inline(always)]
+    pub fn check_not_streaming(&self) -> Result<()> {
+        if self.streaming {
+            return Err(Error::InvalidInput(
+                "a streamed message is unfinished (its MessageWriter was leaked)",
+            ));
         }
         Ok(())
     }
 
-    /// Queues a message (a close starts the closing handshake). A client may mask a large
-    /// payload in place rather than copy it: the message's contents are undefined afterwards
-    /// (a large text message comes back as binary), only its allocation is worth keeping.
-    #[inline]
-    pub fn write<W: Write>(&mut self, stream: &mut W, message: &mut Message) -> Result<()> {
-        match message {
-            // Only a client's large payloads gain from being masked in place (no copy);
-            // everything else takes the borrowed path, which is a little leaner.
-            Message::Text(text) if self.masks_in_place(text.len()) => {
-                // A String cannot be changed in place safely; its bytes can.
-                let mut bytes = std::mem::take(text).into_bytes();
-                let result = self.queue_data(stream, OpCode::Text, &mut bytes[..]);
-                *message = Message::Binary(bytes);
-                result
-            }
-            Message::Binary(data) if self.masks_in_place(data.len()) => {
-                self.queue_data(stream, OpCode::Binary, &mut data[..])
-            }
-            Message::Text(text) => self.queue_data(stream, OpCode::Text, text.as_bytes()),
-            Message::Binary(data) => self.queue_data(stream, OpCode::Binary, &data[..]),
-            Message::Ping(data) => self.write_control(stream, OpCode::Ping, data),
-            Message::Pong(data) => self.write_control(stream, OpCode::Pong, data),
-            Message::Close(frame) => self.start_close(stream, frame.clone()),
+    /// Records whether a streamed message is partly sent.
+    pub fn set_streaming(&mut self, on: bool) {
+        self.streaming = on;
+    }
+
+    /// A streamed message was abandoned after some of its frames went out: it cannot be
+    /// taken back, so the connection is closed (1011) rather than leave the peer waiting
+    /// for its end or take a truncated message for a whole one. Returns whether a close
+    /// frame was queued.
+    pub fn abandon_message(&mut self) -> bool {
+        std::mem::take(&mut self.streaming)
+            && matches!(self.start_close(Some(abandoned_close())), Ok(true))
+    }
+
+    /// Queues a ping or pong (the caller checked its payload with
+    /// [`check_control_payload`] and that the connection is writable).
+    pub fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
+        self.sender.frame(opcode, true, payload);
+    }
+
+    /// Queues a close frame (once) and moves to `CloseSent`. Returns whether one was queued
+    /// now (the driver writes it out).
+    pub fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<bool> {
+        match self.state {
+            State::Open => {}
+            State::CloseSent | State::Closed(_) => return Ok(false),
+            State::Ended => return Err(Error::AlreadyClosed),
         }
+        let mut body = Vec::new();
+        if let Some(frame) = &frame {
+            frame.check_sendable()?;
+            frame.encode(&mut body);
+        }
+        self.sender.frame(OpCode::Close, true, &body);
+        self.state = State::CloseSent;
+        Ok(true)
     }
 
-    /// Whether a payload of `len` bytes is masked in place when the caller gives it up: a
-    /// client's payloads that are written through (see `Sender::message_to`).
-    #[inline(always)]
-    fn masks_in_place(&self, len: usize) -> bool {
-        self.sender.masks() && len >= self.write_buffer_size
-    }
-
-    /// Queues a text or binary message; one of `write_buffer_size` bytes or more is written
-    /// through at once (see `Sender::message_to`).
+    /// Compresses a data message's payload if permessage-deflate was negotiated and the
+    /// compressor takes it: returns the compressed bytes in a buffer to hand back with
+    /// [`return_scratch`](Self::return_scratch) once sent.
+    #[cfg(feature = "deflate")]
     #[inline]
-    pub fn queue_data<'a, W: Write, P: PayloadBuf<'a>>(
-        &mut self,
-        stream: &mut W,
-        opcode: OpCode,
-        payload: P,
-    ) -> Result<()> {
-        self.check_can_stream(stream)?;
-        #[cfg(feature = "deflate")]
-        if let Some(deflate) = &mut self.deflate {
-            let mut compressed = std::mem::take(&mut deflate.scratch);
-            compressed.clear();
-            if deflate
-                .compressor
-                .compress(payload.bytes(), &mut compressed)
-            {
-                // RSV1: a compressed message (RFC 7692 §6).
-                let owned = &mut compressed[..];
-                let result = self.send_message(stream, opcode, 0b100, owned);
-                if compressed.capacity() <= KEEP_SCRATCH {
-                    if let Some(deflate) = &mut self.deflate {
-                        deflate.scratch = compressed;
-                    }
-                }
-                return result;
-            }
+    pub fn compress(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
+        let deflate = self.deflate.as_mut()?;
+        let mut compressed = std::mem::take(&mut deflate.scratch);
+        compressed.clear();
+        if deflate.compressor.compress(payload, &mut compressed) {
+            Some(compressed)
+        } else {
             deflate.scratch = compressed;
+            None
         }
-        self.send_message(stream, opcode, 0, payload)
     }
 
-    /// Queues (or writes through) a message's frames, then flushes if the queue is full.
-    #[inline]
-    fn send_message<'a, W: Write, P: PayloadBuf<'a>>(
-        &mut self,
-        stream: &mut W,
-        opcode: OpCode,
-        rsv: u8,
-        payload: P,
-    ) -> Result<()> {
-        let direct_min = self.write_buffer_size.max(1);
-        match self
-            .sender
-            .message_to(stream, opcode, rsv, payload, direct_min)
-        {
-            Ok(()) => {}
-            // The rest is queued; `flush` finishes it.
-            Err(e) if is_retryable(e.kind()) => {}
-            Err(e) => return Err(self.end(e.into())),
+    /// Keeps the compression buffer for the next message (unless it grew large).
+    #[cfg(feature = "deflate")]
+    pub fn return_scratch(&mut self, compressed: Vec<u8>) {
+        if compressed.capacity() <= KEEP_SCRATCH {
+            if let Some(deflate) = &mut self.deflate {
+                deflate.scratch = compressed;
+            }
         }
-        self.flush_if_full(stream)
     }
 
     /// Turns on permessage-deflate for outgoing messages.
@@ -290,108 +244,21 @@ impl Outgoing {
     pub fn fragment_size(&self) -> Option<usize> {
         self.fragment_size
     }
+}
 
-    /// Checks that a data message may start now.
-    #[inline(always)]
-    pub fn check_can_stream<W: Write>(&mut self, stream: &mut W) -> Result<()> {
-        if self.streaming {
-            return Err(Error::InvalidInput(
-                "a streamed message is unfinished (its MessageWriter was leaked)",
-            ));
-        }
-        self.check_can_queue(stream)
+/// A ping or pong payload must fit in a control frame (RFC 6455 §5.5: 125 bytes).
+pub(crate) fn check_control_payload(payload: &[u8]) -> Result<()> {
+    if payload.len() > MAX_CONTROL_PAYLOAD {
+        return Err(Error::InvalidInput(
+            "control frame payload longer than 125 bytes",
+        ));
     }
+    Ok(())
+}
 
-    /// Queues one frame of a streamed message (written through like `queue_data`).
-    pub fn queue_fragment<W: Write>(
-        &mut self,
-        stream: &mut W,
-        opcode: OpCode,
-        fin: bool,
-        payload: &[u8],
-    ) -> Result<()> {
-        self.check_can_queue(stream)?;
-        let direct_min = self.write_buffer_size.max(1);
-        match self
-            .sender
-            .fragment_to(stream, opcode, fin, 0, payload, direct_min)
-        {
-            Ok(()) => {}
-            Err(e) if is_retryable(e.kind()) => {}
-            Err(e) => return Err(self.end(e.into())),
-        }
-        self.streaming = !fin;
-        self.flush_if_full(stream)
-    }
-
-    /// A streamed message was abandoned after some of its frames went out: it cannot be
-    /// taken back, so the connection is closed (1011) rather than leave the peer waiting
-    /// for its end or take a truncated message for a whole one.
-    pub fn abandon_message<W: Write>(&mut self, stream: &mut W) {
-        if std::mem::take(&mut self.streaming) {
-            let _ = self.start_close(stream, Some(crate::stream::abandoned_close()));
-        }
-    }
-
-    /// Queues a ping or pong.
-    pub fn write_control<W: Write>(
-        &mut self,
-        stream: &mut W,
-        opcode: OpCode,
-        payload: &[u8],
-    ) -> Result<()> {
-        if payload.len() > MAX_CONTROL_PAYLOAD {
-            return Err(Error::InvalidInput(
-                "control frame payload longer than 125 bytes",
-            ));
-        }
-        self.check_can_queue(stream)?;
-        self.sender.frame(opcode, true, payload);
-        self.flush_if_full(stream)
-    }
-
-    /// Writes out the queue once it holds `write_buffer_size` bytes.
-    #[inline]
-    fn flush_if_full<W: Write>(&mut self, stream: &mut W) -> Result<()> {
-        if self.sender.pending() >= self.write_buffer_size {
-            match self.flush_queued(stream) {
-                // Queued; the rest goes out with the next flush.
-                Err(e) if e.is_would_block() => {}
-                other => return other,
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends a close frame (once) and moves to `CloseSent`.
-    pub fn start_close<W: Write>(
-        &mut self,
-        stream: &mut W,
-        frame: Option<CloseFrame>,
-    ) -> Result<()> {
-        match self.state {
-            State::Open => {}
-            State::CloseSent | State::Closed(_) => return Ok(()),
-            State::Ended => return Err(Error::AlreadyClosed),
-        }
-        let mut body = Vec::new();
-        if let Some(frame) = &frame {
-            frame.check_sendable()?;
-            frame.encode(&mut body);
-        }
-        self.sender.frame(OpCode::Close, true, &body);
-        self.state = State::CloseSent;
-        self.flush_queued(stream)
-    }
-
-    /// Writes out the queue; a fatal I/O error ends the connection.
-    pub fn flush_queued<W: Write>(&mut self, stream: &mut W) -> Result<()> {
-        match self.sender.flush(stream) {
-            Ok(()) => Ok(()),
-            Err(e) if is_retryable(e.kind()) => Err(e.into()),
-            Err(e) => Err(self.end(e.into())),
-        }
-    }
+/// The close frame sent when a streamed message is abandoned half sent.
+pub(crate) fn abandoned_close() -> CloseFrame {
+    CloseFrame::new(crate::close::CloseCode::INTERNAL_ERROR, "message abandoned")
 }
 
 /// The close body that tells the peer why its connection failed: the error's close code and

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
 use crate::close::{CloseCode, CloseFrame};
+use crate::driver::{read_message, read_payload, read_stream_start, Got, Halves, Phase, WriteSide};
 use crate::error::{Error, Result};
 use crate::frame::OpCode;
 use crate::keepalive::Timer;
@@ -42,10 +43,10 @@ use crate::message::Message;
 use crate::outgoing::{failure_close, Outgoing, State};
 use crate::receiver::Receiver;
 use crate::socket::Socket;
+use crate::state::Role;
 use crate::stream::{
-    read_payload, FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
+    FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
 };
-use crate::websocket::{read_message, read_stream_start, Got, Halves, Phase, Role};
 
 /// The write stream and the connection state.
 #[derive(Debug)]
@@ -164,7 +165,7 @@ impl<W: Write> Shared<W> {
     fn settle(&self, io: &mut Io<W>) {
         self.take_pong(io);
         let Io { stream, out } = io;
-        let _ = out.flush_queued(stream);
+        let _ = WriteSide::new(stream, out).flush_queued();
         self.mirror(&io.out);
     }
 
@@ -327,7 +328,7 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
         // closes reads until it gets it, so a writer blocked on it will finish.
         let mut io = self.shared.io();
         let Io { stream, out } = &mut *io;
-        out.on_close(stream, frame);
+        WriteSide::new(stream, out).on_close(frame);
         self.shared.mirror(out);
         *self.phase = ReaderPhase::Closed(frame.clone());
     }
@@ -336,7 +337,7 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
         match self.shared.try_io() {
             Some(mut io) => {
                 let Io { stream, out } = &mut *io;
-                out.send_failure(stream, failure_close(&error));
+                WriteSide::new(stream, out).send_failure(failure_close(&error));
                 out.state = State::Ended;
                 self.shared.mirror(out);
             }
@@ -369,7 +370,7 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
             return Ok(());
         };
         let Io { stream, out } = &mut *io;
-        let result = out.keep_alive(stream, timer);
+        let result = WriteSide::new(stream, out).keep_alive(timer, Instant::now());
         self.shared.mirror(out);
         if result.is_err() && out.state == State::Ended {
             *self.phase = ReaderPhase::Ended;
@@ -380,7 +381,7 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
     fn flush_close_reply(&mut self) -> Result<()> {
         let mut io = self.shared.io();
         let Io { stream, out } = &mut *io;
-        out.flush_queued(stream)
+        WriteSide::new(stream, out).flush_queued()
     }
 
     fn report_closed(&mut self) -> Error {
@@ -412,19 +413,20 @@ impl<W: Write> WriteHalf<W> {
     }
 
     /// Runs `f` on the write side (after any pong the reader owes), then flushes.
-    fn with(&self, f: impl FnOnce(&mut W, &mut Outgoing) -> Result<()>) -> Result<()> {
+    fn with(&self, f: impl FnOnce(&mut WriteSide<'_, W>) -> Result<()>) -> Result<()> {
         Self::with_shared(&self.shared, f)
     }
 
     fn with_shared(
         shared: &Shared<W>,
-        f: impl FnOnce(&mut W, &mut Outgoing) -> Result<()>,
+        f: impl FnOnce(&mut WriteSide<'_, W>) -> Result<()>,
     ) -> Result<()> {
         let result = {
             let mut io = shared.io();
             shared.take_pong(&mut io);
             let Io { stream, out } = &mut *io;
-            let result = f(stream, out).and_then(|()| out.flush_queued(stream));
+            let mut side = WriteSide::new(stream, out);
+            let result = f(&mut side).and_then(|()| side.flush_queued());
             shared.mirror(out);
             result
         };
@@ -439,19 +441,19 @@ impl<W: Write> WriteHalf<W> {
     pub fn send(&self, message: Message) -> Result<()> {
         let _message = message.is_data().then(|| self.shared.message());
         let mut message = message;
-        self.with(|stream, out| out.write(stream, &mut message))
+        self.with(|w| w.write(&mut message))
     }
 
     /// Sends a text message.
     pub fn send_text(&self, text: &str) -> Result<()> {
         let _message = self.shared.message();
-        self.with(|stream, out| out.queue_data(stream, OpCode::Text, text.as_bytes()))
+        self.with(|w| w.queue_data(OpCode::Text, text.as_bytes()))
     }
 
     /// Sends a binary message.
     pub fn send_binary(&self, data: &[u8]) -> Result<()> {
         let _message = self.shared.message();
-        self.with(|stream, out| out.queue_data(stream, OpCode::Binary, data))
+        self.with(|w| w.queue_data(OpCode::Binary, data))
     }
 
     /// Starts sending one message as a stream, like
@@ -463,7 +465,7 @@ impl<W: Write> WriteHalf<W> {
         let fragment = {
             let mut io = self.shared.io();
             let Io { stream, out } = &mut *io;
-            out.check_can_stream(stream)?;
+            WriteSide::new(stream, out).check_can_stream()?;
             out.fragment_size()
         };
         let sink = HalfSink {
@@ -475,14 +477,14 @@ impl<W: Write> WriteHalf<W> {
 
     /// Sends a ping (at most 125 bytes); the reading half returns the pong.
     pub fn ping(&self, payload: &[u8]) -> Result<()> {
-        self.with(|stream, out| out.write_control(stream, OpCode::Ping, payload))
+        self.with(|w| w.write_control(OpCode::Ping, payload))
     }
 
     /// Starts the closing handshake: sends a close frame with `code` and `reason`. The
     /// reading half keeps returning messages until the peer's close arrives.
     pub fn close(&self, code: impl Into<CloseCode>, reason: &str) -> Result<()> {
         let frame = CloseFrame::new(code, reason);
-        self.with(|stream, out| out.start_close(stream, Some(frame)))
+        self.with(|w| w.start_close(Some(frame)))
     }
 
     /// Whether messages can still be sent (does not wait for a writer that is blocked).
@@ -499,21 +501,21 @@ struct HalfSink<'a, W> {
 }
 
 impl<W: Write> HalfSink<'_, W> {
-    fn with(&self, f: impl FnOnce(&mut W, &mut Outgoing) -> Result<()>) -> Result<()> {
+    fn with(&self, f: impl FnOnce(&mut WriteSide<'_, W>) -> Result<()>) -> Result<()> {
         WriteHalf::with_shared(self.shared, f)
     }
 }
 
 impl<W: Write> FrameSink for HalfSink<'_, W> {
     fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
-        self.with(|stream, out| out.queue_fragment(stream, opcode, fin, payload))
+        self.with(|w| w.queue_fragment(opcode, fin, payload))
     }
     fn flush(&mut self) -> Result<()> {
-        self.with(|_, _| Ok(()))
+        self.with(|_| Ok(()))
     }
     fn abandon(&mut self) {
-        let _ = self.with(|stream, out| {
-            out.abandon_message(stream);
+        let _ = self.with(|w| {
+            w.abandon_message();
             Ok(())
         });
     }

@@ -5,14 +5,10 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 
-use crate::close::{CloseCode, CloseFrame};
 use crate::error::{Error, Result};
 use crate::frame::OpCode;
-use crate::keepalive::Timer;
 use crate::message::Message;
-use crate::receiver::{Incoming, Payload, Receiver};
 use crate::utf8::Utf8Validator;
-use crate::websocket::{fill, wait_for_input, Halves, Phase};
 
 /// Fragment size of a [`MessageWriter`] when [`Config::fragment_size`](crate::Config) is
 /// not set.
@@ -155,52 +151,6 @@ impl Read for MessageReader<'_> {
 pub(crate) trait PayloadSource {
     /// The streamed message's next payload bytes (`None` at its end).
     fn read_payload(&mut self, dst: &mut [u8]) -> Result<Option<usize>>;
-}
-
-/// The streamed message's next payload bytes: the read loop of
-/// [`read_message`](crate::websocket::read_message), for payload instead of messages.
-pub(crate) fn read_payload<H: Halves>(
-    halves: &mut H,
-    receiver: &mut Receiver,
-    keepalive: &mut Option<Timer>,
-    dst: &mut [u8],
-) -> Result<Option<usize>> {
-    loop {
-        if halves.phase() != Phase::Reading {
-            return Err(Error::AlreadyClosed);
-        }
-        match receiver.poll_payload(dst) {
-            Ok(Payload::Bytes(n)) => return Ok(Some(n)),
-            Ok(Payload::End) => return Ok(None),
-            Ok(Payload::Control(Incoming::Ping(payload))) => halves.on_ping(&payload),
-            Ok(Payload::Control(Incoming::Close(frame))) => {
-                halves.on_close(&frame);
-                return Err(Error::Io(io::Error::new(
-                    ErrorKind::UnexpectedEof,
-                    "the peer closed the connection before the message ended",
-                )));
-            }
-            // Pongs need no answer; the keep-alive timer heard the bytes.
-            Ok(Payload::Control(_)) => {}
-            Ok(Payload::NeedMore) => {
-                if receiver.can_read_direct(dst.len()) {
-                    let n = wait_for_input(halves, keepalive, |r| {
-                        let room = receiver.direct_room(dst.len());
-                        Ok(r.read(&mut dst[..room])?.min(room))
-                    })?;
-                    if n > 0 {
-                        if let Err(e) = receiver.take_direct(&mut dst[..n]) {
-                            return Err(halves.fail(e));
-                        }
-                        return Ok(Some(n));
-                    }
-                } else {
-                    wait_for_input(halves, keepalive, |r| fill(receiver, r))?;
-                }
-            }
-            Err(e) => return Err(halves.fail(e)),
-        }
-    }
 }
 
 /// An error for `Read`/`Write` callers: I/O errors as they were, anything else wrapped with
@@ -368,9 +318,4 @@ pub(crate) trait FrameSink {
     fn flush(&mut self) -> Result<()>;
     /// The writer was dropped after some fragments went out: close the connection.
     fn abandon(&mut self);
-}
-
-/// The close frame that ends a connection whose streamed message was abandoned.
-pub(crate) fn abandoned_close() -> CloseFrame {
-    CloseFrame::new(CloseCode::INTERNAL_ERROR, "message abandoned")
 }

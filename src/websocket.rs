@@ -13,28 +13,21 @@ use std::time::{Duration, Instant};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
-use crate::error::{is_retryable, Error, Result};
+use crate::driver::{read_message, read_payload, read_stream_start, Got, Joined, WriteSide};
+use crate::error::{Error, Result};
 use crate::frame::OpCode;
 use crate::keepalive::Timer;
 use crate::message::Message;
 use crate::outgoing::{Outgoing, State};
 use crate::rand::Rng;
-use crate::receiver::{Incoming, Receiver};
+use crate::receiver::Receiver;
 use crate::sender::Sender;
 use crate::socket::Socket;
 use crate::split::{ReadHalf, Shared, WriteHalf};
+pub use crate::state::Role;
 use crate::stream::{
-    read_payload, FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
+    FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
 };
-
-/// Which end of the connection this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Accepted the connection: receives masked frames, sends unmasked ones.
-    Server,
-    /// Opened the connection: sends masked frames, receives unmasked ones.
-    Client,
-}
 
 /// A WebSocket connection over a stream `T` (a `TcpStream`, a TLS stream, a Unix socket,
 /// an in-memory pipe...), after the opening handshake.
@@ -161,6 +154,12 @@ impl<T: Read + Write> WebSocket<T> {
         }
     }
 
+    /// The send operations on this connection's stream.
+    #[inline(always)]
+    fn side(&mut self) -> WriteSide<'_, T> {
+        WriteSide::new(&mut self.stream, &mut self.out)
+    }
+
     /// Hands the permessage-deflate parameters agreed in the handshake to the connection.
     #[cfg(feature = "deflate")]
     pub(crate) fn set_deflate(&mut self, params: crate::deflate::Params) {
@@ -237,7 +236,7 @@ impl<T: Read + Write> WebSocket<T> {
     /// # Ok(()) }
     /// ```
     pub fn send_stream(&mut self, kind: MessageKind) -> Result<MessageWriter<'_>> {
-        self.out.check_can_stream(&mut self.stream)?;
+        self.side().check_can_stream()?;
         let fragment = self.config.fragment_size;
         Ok(MessageWriter::new(Box::new(SinkOf(self)), kind, fragment))
     }
@@ -254,23 +253,20 @@ impl<T: Read + Write> WebSocket<T> {
 
     /// Sends a text message (see [`send`](Self::send)).
     pub fn send_text(&mut self, text: &str) -> Result<()> {
-        self.out
-            .queue_data(&mut self.stream, OpCode::Text, text.as_bytes())?;
+        self.side().queue_data(OpCode::Text, text.as_bytes())?;
         self.flush()
     }
 
     /// Sends a binary message (see [`send`](Self::send)).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<()> {
-        self.out
-            .queue_data(&mut self.stream, OpCode::Binary, data)?;
+        self.side().queue_data(OpCode::Binary, data)?;
         self.flush()
     }
 
     /// Sends a ping with `payload` (at most 125 bytes); the peer answers with a pong that
     /// [`read`](Self::read) returns.
     pub fn ping(&mut self, payload: &[u8]) -> Result<()> {
-        self.out
-            .write_control(&mut self.stream, OpCode::Ping, payload)?;
+        self.side().write_control(OpCode::Ping, payload)?;
         self.flush()
     }
 
@@ -280,7 +276,7 @@ impl<T: Read + Write> WebSocket<T> {
     /// the queue.
     pub fn write(&mut self, message: Message) -> Result<()> {
         let mut message = message;
-        let result = self.out.write(&mut self.stream, &mut message);
+        let result = self.side().write(&mut message);
         // The message's allocation is kept to receive the next one into.
         match message {
             Message::Text(text) => self.receiver.recycle(text.into_bytes()),
@@ -295,7 +291,7 @@ impl<T: Read + Write> WebSocket<T> {
         if self.out.state == State::Ended {
             return Err(Error::AlreadyClosed);
         }
-        self.out.flush_queued(&mut self.stream)
+        self.side().flush_queued()
     }
 
     /// Starts the closing handshake with `code` and `reason` (at most 123 bytes): sends a
@@ -303,8 +299,7 @@ impl<T: Read + Write> WebSocket<T> {
     /// use [`close_and_wait`](Self::close_and_wait). Calling it again while closing does
     /// nothing.
     pub fn close(&mut self, code: impl Into<CloseCode>, reason: &str) -> Result<()> {
-        self.out
-            .start_close(&mut self.stream, Some(CloseFrame::new(code, reason)))
+        self.side().start_close(Some(CloseFrame::new(code, reason)))
     }
 
     /// Whether messages can still be sent (the connection is open and `close` was not
@@ -416,231 +411,15 @@ struct SinkOf<'a, T>(&'a mut WebSocket<T>);
 impl<T: Read + Write> FrameSink for SinkOf<'_, T> {
     fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
         let ws = &mut *self.0;
-        ws.out.queue_fragment(&mut ws.stream, opcode, fin, payload)
+        ws.side().queue_fragment(opcode, fin, payload)
     }
     fn flush(&mut self) -> Result<()> {
         self.0.flush()
     }
     fn abandon(&mut self) {
         let ws = &mut *self.0;
-        ws.out.abandon_message(&mut ws.stream);
+        ws.side().abandon_message();
     }
-}
-
-/// Where the reader is in the connection's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Reading,
-    /// The closing handshake finished; `ConnectionClosed` is not reported yet.
-    Closed,
-    /// The end was reported.
-    Ended,
-}
-
-/// What the read loop needs from a connection besides the receiver: the stream to read,
-/// and the effects of what it reads on the write side and the state. A [`WebSocket`] does
-/// these directly; the reading half of a split connection does them so that it never waits
-/// behind a writer blocked on a full socket (see `split.rs`).
-pub(crate) trait Halves {
-    type R: Read;
-    fn reader(&mut self) -> &mut Self::R;
-    fn phase(&self) -> Phase;
-    /// A ping arrived: make sure a pong answers it.
-    fn on_ping(&mut self, payload: &[u8]);
-    /// The peer's close arrived: echo it (unless ours was sent); the handshake is complete.
-    fn on_close(&mut self, frame: &Option<CloseFrame>);
-    /// The peer broke the protocol: tell it why (close code) and end.
-    fn fail(&mut self, error: Error) -> Error;
-    /// The stream ended or failed: end.
-    fn end(&mut self, error: Error) -> Error;
-    /// About to wait for input: write out what is owed to the peer.
-    fn before_wait(&mut self) -> Result<()>;
-    /// A read timeout fired: act on the keep-alive timer.
-    fn keep_alive(&mut self, timer: &mut Timer) -> Result<()>;
-    /// After the closing handshake: push out a close reply still queued.
-    fn flush_close_reply(&mut self) -> Result<()>;
-    /// Reports the finished closing handshake (once).
-    fn report_closed(&mut self) -> Error;
-}
-
-/// A `WebSocket`'s one stream, for reading and writing.
-struct Joined<'a, T> {
-    stream: &'a mut T,
-    out: &'a mut Outgoing,
-}
-
-impl<T: Read + Write> Halves for Joined<'_, T> {
-    type R = T;
-    #[inline]
-    fn reader(&mut self) -> &mut T {
-        self.stream
-    }
-    #[inline]
-    fn phase(&self) -> Phase {
-        match self.out.state {
-            State::Open | State::CloseSent => Phase::Reading,
-            State::Closed(_) => Phase::Closed,
-            State::Ended => Phase::Ended,
-        }
-    }
-    fn on_ping(&mut self, payload: &[u8]) {
-        self.out.on_ping(payload);
-    }
-    fn on_close(&mut self, frame: &Option<CloseFrame>) {
-        self.out.on_close(self.stream, frame);
-    }
-    fn fail(&mut self, error: Error) -> Error {
-        self.out.fail(self.stream, error)
-    }
-    fn end(&mut self, error: Error) -> Error {
-        self.out.end(error)
-    }
-    #[inline]
-    fn before_wait(&mut self) -> Result<()> {
-        self.out.flush_before_read(self.stream)
-    }
-    fn keep_alive(&mut self, timer: &mut Timer) -> Result<()> {
-        self.out.keep_alive(self.stream, timer)
-    }
-    fn flush_close_reply(&mut self) -> Result<()> {
-        self.out.flush_queued(self.stream)
-    }
-    fn report_closed(&mut self) -> Error {
-        self.out.report_closed(self.stream)
-    }
-}
-
-/// What the read loop produced.
-pub(crate) enum Got {
-    Message(Message),
-    /// A streamed message starts (only when the receiver was asked to stream it).
-    StreamStart {
-        text: bool,
-    },
-}
-
-/// Reads the next message: the loop shared by [`WebSocket::read`] and
-/// [`ReadHalf::read`](crate::ReadHalf::read).
-#[inline]
-pub(crate) fn read_message<H: Halves>(
-    halves: &mut H,
-    receiver: &mut Receiver,
-    role: Role,
-    keepalive: &mut Option<Timer>,
-) -> Result<Message> {
-    match read_next(halves, receiver, role, keepalive)? {
-        Got::Message(message) => Ok(message),
-        Got::StreamStart { .. } => unreachable!("streaming was not asked for"),
-    }
-}
-
-/// Reads the next message, or the start of a streamed message.
-#[inline]
-pub(crate) fn read_next<H: Halves>(
-    halves: &mut H,
-    receiver: &mut Receiver,
-    role: Role,
-    keepalive: &mut Option<Timer>,
-) -> Result<Got> {
-    loop {
-        match halves.phase() {
-            Phase::Reading => {}
-            Phase::Closed => return Err(report_closed(halves, receiver, role)),
-            Phase::Ended => return Err(Error::AlreadyClosed),
-        }
-        match receiver.poll() {
-            Ok(Some(Incoming::Data(message))) => return Ok(Got::Message(message)),
-            Ok(Some(Incoming::Ping(payload))) => {
-                halves.on_ping(&payload);
-                return Ok(Got::Message(Message::Ping(payload)));
-            }
-            Ok(Some(Incoming::Pong(payload))) => return Ok(Got::Message(Message::Pong(payload))),
-            Ok(Some(Incoming::Close(frame))) => {
-                halves.on_close(&frame);
-                return Ok(Got::Message(Message::Close(frame)));
-            }
-            Ok(Some(Incoming::StreamStart { text })) => return Ok(Got::StreamStart { text }),
-            Ok(None) => {}
-            Err(e) => return Err(halves.fail(e)),
-        }
-        wait_for_input(halves, keepalive, |r| fill(receiver, r))?;
-    }
-}
-
-/// Reads the next message, asking the receiver to stream it if it is a data message
-/// (returned as `Got::StreamStart`); a control message is returned as it is.
-pub(crate) fn read_stream_start<H: Halves>(
-    halves: &mut H,
-    receiver: &mut Receiver,
-    role: Role,
-    keepalive: &mut Option<Timer>,
-) -> Result<Got> {
-    receiver.stream_next(true);
-    let got = read_next(halves, receiver, role, keepalive);
-    receiver.stream_next(false);
-    got
-}
-
-/// Writes out what is owed to the peer, then reads input with `read`. Returns how many
-/// bytes arrived (0 after `Interrupted`: try again); the end of the stream and fatal errors
-/// end the connection; a read timeout runs the keep-alive timer and is returned.
-#[inline]
-pub(crate) fn wait_for_input<H: Halves>(
-    halves: &mut H,
-    keepalive: &mut Option<Timer>,
-    read: impl FnOnce(&mut H::R) -> std::io::Result<usize>,
-) -> Result<usize> {
-    halves.before_wait()?;
-    match read(halves.reader()) {
-        Ok(0) => Err(halves.end(Error::AbnormalClosure)),
-        Ok(n) => {
-            if let Some(timer) = keepalive {
-                timer.heard(Instant::now());
-            }
-            Ok(n)
-        }
-        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(0),
-        Err(e) if is_retryable(e.kind()) => {
-            if let Some(timer) = keepalive {
-                halves.keep_alive(timer)?;
-            }
-            Err(e.into())
-        }
-        Err(e) => Err(halves.end(e.into())),
-    }
-}
-
-/// Reads once from `stream` into the room the receiver offers (its read buffer, or the end of
-/// a large binary message), and tells it how many bytes arrived. `Ok(0)` is end of stream.
-#[inline]
-pub(crate) fn fill<R: Read>(receiver: &mut Receiver, stream: &mut R) -> std::io::Result<usize> {
-    let room = receiver.read_buf();
-    let n = stream.read(room)?.min(room.len());
-    receiver.filled(n);
-    Ok(n)
-}
-
-/// Reports the completed closing handshake: pushes out a close reply that is still queued,
-/// lets a client wait for the server to close TCP first (RFC 6455 §7.1.1), then returns
-/// `ConnectionClosed` once.
-fn report_closed<H: Halves>(halves: &mut H, receiver: &mut Receiver, role: Role) -> Error {
-    if let Err(e) = halves.flush_close_reply() {
-        if e.is_would_block() {
-            return e;
-        }
-    }
-    if role == Role::Client {
-        loop {
-            receiver.discard_buffered();
-            match fill(receiver, halves.reader()) {
-                Ok(n) if n > 0 => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if is_retryable(e.kind()) => return e.into(),
-                _ => break,
-            }
-        }
-    }
-    halves.report_closed()
 }
 
 impl<T: Read + Write + Socket> WebSocket<T> {
@@ -688,7 +467,7 @@ impl<T: Read + Write + Socket> WebSocket<T> {
             self.stream.set_write_timeout(Some(left))?;
         }
         if self.out.state == State::Open {
-            if let Err(e) = self.out.start_close(&mut self.stream, Some(frame)) {
+            if let Err(e) = self.side().start_close(Some(frame)) {
                 if !e.is_would_block() {
                     return Err(e);
                 }
