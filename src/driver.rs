@@ -613,6 +613,7 @@ fn write_through<W: Write>(sender: &mut Sender, stream: &mut W, payload: &[u8]) 
                 return Err(ErrorKind::WriteZero.into());
             }
             Ok(n) => {
+                sender.mark_unflushed();
                 let from_queue = n.min(queued_len);
                 sender.consume(from_queue);
                 sent = (sent + n - from_queue).min(payload.len());
@@ -656,10 +657,19 @@ fn write_masked<W: Write>(
 /// stay queued.
 pub(crate) fn flush<W: Write>(sender: &mut Sender, stream: &mut W) -> io::Result<()> {
     write_out(sender, stream)?;
+    // A stream is flushed once after each write (a TLS stream makes a record of it), not
+    // again for every call that finds nothing new.
+    if !sender.take_unflushed() {
+        return Ok(());
+    }
     loop {
         match stream.flush() {
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            other => return other,
+            Err(e) => {
+                sender.mark_unflushed();
+                return Err(e);
+            }
+            Ok(()) => return Ok(()),
         }
     }
 }

@@ -70,6 +70,8 @@ pub(crate) struct Sender {
     written: usize,
     end: usize,
     fragment_size: Option<usize>,
+    /// Bytes went to the stream since it was last flushed.
+    unflushed: bool,
 }
 
 impl Sender {
@@ -80,6 +82,7 @@ impl Sender {
             written: 0,
             end: 0,
             fragment_size: fragment_size.filter(|&n| n > 0),
+            unflushed: false,
         }
     }
 
@@ -187,10 +190,23 @@ impl Sender {
     /// released if it grew past 64 KiB).
     #[inline]
     pub fn consume(&mut self, n: usize) {
+        self.unflushed |= n > 0;
         self.written = (self.written + n).min(self.end);
         if self.written == self.end {
             self.reset();
         }
+    }
+
+    /// Records that bytes went to the stream outside the queue (a payload written through).
+    #[inline(always)]
+    pub fn mark_unflushed(&mut self) {
+        self.unflushed = true;
+    }
+
+    /// Whether bytes went to the stream since it was last flushed; forgets it.
+    #[inline(always)]
+    pub fn take_unflushed(&mut self) -> bool {
+        std::mem::take(&mut self.unflushed)
     }
 
     /// Empties the buffer once everything in it was written, releasing a large one.

@@ -430,3 +430,55 @@ fn close_and_wait_with_invalid_arguments_leaves_the_connection_open() {
         ]
     );
 }
+
+/// An in-memory stream that counts how often it is flushed and what was written.
+struct CountingStream {
+    input: std::io::Cursor<Vec<u8>>,
+    written: Vec<u8>,
+    flushes: usize,
+}
+
+impl std::io::Read for CountingStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl std::io::Write for CountingStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.written.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flushes += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn the_close_reply_is_written_and_flushed_once() {
+    // A TLS stream turns every flush into a record; the reply must go out once, not again
+    // when the end is reported.
+    let input = common::client_frame(true, 8, &close_body(1000, b"bye"));
+    let stream = CountingStream {
+        input: std::io::Cursor::new(input),
+        written: Vec::new(),
+        flushes: 0,
+    };
+    let mut ws =
+        WebSocket::from_raw_socket(stream, stdws::Role::Server, Default::default(), vec![]);
+    match ws.read() {
+        Ok(Message::Close(frame)) => assert_eq!(code(&frame), Some(1000)),
+        other => panic!("expected the peer's close, got {other:?}"),
+    }
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed(_))));
+    let stream = ws.get_ref();
+    assert_eq!(
+        stream.written,
+        server_frame(true, 8, &close_body(1000, b""))
+    );
+    assert_eq!(
+        stream.flushes, 1,
+        "the close reply was flushed more than once"
+    );
+}
