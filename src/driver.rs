@@ -19,20 +19,10 @@ use crate::error::{is_retryable, CapacityError, Error, Result};
 use crate::frame::OpCode;
 use crate::keepalive::{Tick, Timer};
 use crate::message::Message;
-use crate::outgoing::{check_control_payload, failure_close, Outgoing, State};
+use crate::outgoing::{check_control_payload, failure_close, Outgoing};
 use crate::receiver::{Incoming, Payload, Receiver};
 use crate::sender::{PayloadBuf, Sender, MASK_CHUNK};
-use crate::state::Role;
-
-/// Where the reader is in the connection's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Reading,
-    /// The closing handshake finished; `ConnectionClosed` is not reported yet.
-    Closed,
-    /// The end was reported.
-    Ended,
-}
+use crate::state::{Lifecycle, Role};
 
 /// What the read loop needs from a connection besides the receiver: the stream to read,
 /// and the effects of what it reads on the write side and the state. A [`WebSocket`] does
@@ -41,7 +31,8 @@ pub(crate) enum Phase {
 pub(crate) trait Halves {
     type R: Read;
     fn reader(&mut self) -> &mut Self::R;
-    fn phase(&self) -> Phase;
+    /// Where the reading side stands.
+    fn lifecycle(&self) -> &Lifecycle;
     /// A ping arrived: make sure a pong answers it.
     fn on_ping(&mut self, payload: &[u8]);
     /// The peer's close arrived: echo it (unless ours was sent); the handshake is complete.
@@ -80,12 +71,8 @@ impl<T: Read + Write> Halves for Joined<'_, T> {
         self.stream
     }
     #[inline]
-    fn phase(&self) -> Phase {
-        match self.out.state {
-            State::Open | State::CloseSent => Phase::Reading,
-            State::Closed(_) => Phase::Closed,
-            State::Ended => Phase::Ended,
-        }
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.out.state
     }
     fn on_ping(&mut self, payload: &[u8]) {
         self.out.on_ping(payload);
@@ -148,10 +135,10 @@ pub(crate) fn read_next<H: Halves>(
     keepalive: &mut Option<Timer>,
 ) -> Result<Got> {
     loop {
-        match halves.phase() {
-            Phase::Reading => {}
-            Phase::Closed => return Err(report_closed(halves, receiver, role)),
-            Phase::Ended => return Err(Error::AlreadyClosed),
+        match halves.lifecycle() {
+            Lifecycle::Open | Lifecycle::CloseSent => {}
+            Lifecycle::Closed(_) => return Err(report_closed(halves, receiver, role)),
+            Lifecycle::Ended => return Err(Error::AlreadyClosed),
         }
         match receiver.poll() {
             Ok(Some(Incoming::Data(message))) => return Ok(Got::Message(message)),
@@ -257,7 +244,7 @@ pub(crate) fn read_payload<H: Halves>(
     dst: &mut [u8],
 ) -> Result<Option<usize>> {
     loop {
-        if halves.phase() != Phase::Reading {
+        if !halves.lifecycle().is_reading() {
             return Err(Error::AlreadyClosed);
         }
         match receiver.poll_payload(dst) {
@@ -334,14 +321,14 @@ impl<'a, W: Write> WriteSide<'a, W> {
     /// bounds the wait for the peer's reply.
     pub fn keep_alive(&mut self, timer: &mut Timer, now: Instant) -> Result<()> {
         match (&self.out.state, timer.tick(now)) {
-            (State::Open, Tick::SendPing) => {
+            (Lifecycle::Open, Tick::SendPing) => {
                 self.write_control(OpCode::Ping, b"keepalive")?;
                 match self.flush_queued() {
                     Err(e) if !e.is_would_block() => Err(e),
                     _ => Ok(()),
                 }
             }
-            (State::Open | State::CloseSent, Tick::TimedOut) => {
+            (Lifecycle::Open | Lifecycle::CloseSent, Tick::TimedOut) => {
                 Err(self.fail(Error::KeepAliveTimeout))
             }
             _ => Ok(()),

@@ -112,6 +112,7 @@ pub use crate::message::Message;
 pub use crate::server::{Incoming, PendingConnection, Server};
 pub use crate::socket::Socket;
 pub use crate::split::{ReadHalf, WriteHalf};
+pub use crate::state::State;
 pub use crate::stream::{
     MessageKind, MessageReader, MessageWriter, Streamed, DEFAULT_STREAM_FRAGMENT,
 };

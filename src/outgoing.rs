@@ -13,21 +13,11 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD};
 use crate::sender::Sender;
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum State {
-    Open,
-    /// We sent a close frame and wait for the peer's.
-    CloseSent,
-    /// The closing handshake is complete; `ConnectionClosed` is not reported yet.
-    Closed(Option<CloseFrame>),
-    /// How the connection ended was reported; everything fails with `AlreadyClosed`.
-    Ended,
-}
-
+use crate::state::Lifecycle;
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     pub sender: Sender,
-    pub state: State,
+    pub state: Lifecycle,
     write_buffer_size: usize,
     max_write_buffer_size: usize,
     /// Split connections: the reading half reports how the connection ended; writers get
@@ -58,7 +48,7 @@ impl Outgoing {
     pub fn new(sender: Sender, config: &Config) -> Outgoing {
         Outgoing {
             sender,
-            state: State::Open,
+            state: Lifecycle::Open,
             write_buffer_size: config.write_buffer_size,
             max_write_buffer_size: config.max_write_buffer_size,
             split: false,
@@ -72,7 +62,7 @@ impl Outgoing {
     /// Queues the pong that answers a ping (not after our close frame: nothing may follow
     /// it).
     pub fn on_ping(&mut self, payload: &[u8]) {
-        if self.state == State::Open {
+        if self.state.is_open() {
             self.sender.frame(OpCode::Pong, true, payload);
         }
     }
@@ -81,21 +71,21 @@ impl Outgoing {
     /// empty body for an empty close, unless we sent ours already. The closing handshake is
     /// then complete. Returns whether a reply was queued (the driver writes it out).
     pub fn on_close(&mut self, frame: &Option<CloseFrame>) -> bool {
-        let reply = self.state == State::Open;
+        let reply = self.state.is_open();
         if reply {
             let body = frame.as_ref().map(|f| f.code.as_u16().to_be_bytes());
             let body = body.as_ref().map_or(&[][..], |b| &b[..]);
             self.sender.frame(OpCode::Close, true, body);
         }
-        self.state = State::Closed(frame.clone());
+        self.state.peer_closed(frame);
         reply
     }
 
     /// Queues the close frame of a failure (see [`failure_close`]) if no close was sent
     /// yet. Returns whether one was queued.
     pub fn queue_failure(&mut self, body: Option<Vec<u8>>) -> bool {
-        match (&self.state, body) {
-            (State::Open, Some(body)) => {
+        match (self.state.is_open(), body) {
+            (true, Some(body)) => {
                 self.sender.frame(OpCode::Close, true, &body);
                 true
             }
@@ -105,7 +95,7 @@ impl Outgoing {
 
     /// Ends the connection with `error` as its report.
     pub fn end(&mut self, error: Error) -> Error {
-        self.state = State::Ended;
+        self.state.end();
         error
     }
 
@@ -115,17 +105,19 @@ impl Outgoing {
     #[inline(always)]
     pub fn writable(&self) -> Result<bool> {
         match &self.state {
-            State::Open => Ok(true),
-            State::Closed(_) if !self.split => Ok(false),
-            State::Closed(_) | State::CloseSent | State::Ended => Err(Error::AlreadyClosed),
+            Lifecycle::Open => Ok(true),
+            Lifecycle::Closed(_) if !self.split => Ok(false),
+            Lifecycle::Closed(_) | Lifecycle::CloseSent | Lifecycle::Ended => {
+                Err(Error::AlreadyClosed)
+            }
         }
     }
 
     /// The report of the completed closing handshake, once; then the connection has ended.
     pub fn take_closed_report(&mut self) -> Error {
-        match std::mem::replace(&mut self.state, State::Ended) {
-            State::Closed(frame) => Error::ConnectionClosed(frame),
-            _ => Error::AlreadyClosed,
+        match self.state.take_report() {
+            Some(frame) => Error::ConnectionClosed(frame),
+            None => Error::AlreadyClosed,
         }
     }
 
@@ -190,9 +182,9 @@ impl Outgoing {
     /// now (the driver writes it out).
     pub fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<bool> {
         match self.state {
-            State::Open => {}
-            State::CloseSent | State::Closed(_) => return Ok(false),
-            State::Ended => return Err(Error::AlreadyClosed),
+            Lifecycle::Open => {}
+            Lifecycle::CloseSent | Lifecycle::Closed(_) => return Ok(false),
+            Lifecycle::Ended => return Err(Error::AlreadyClosed),
         }
         let mut body = Vec::new();
         if let Some(frame) = &frame {
@@ -200,7 +192,7 @@ impl Outgoing {
             frame.encode(&mut body);
         }
         self.sender.frame(OpCode::Close, true, &body);
-        self.state = State::CloseSent;
+        self.state.close_sent();
         Ok(true)
     }
 

@@ -35,15 +35,15 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
 use crate::close::{CloseCode, CloseFrame};
-use crate::driver::{read_message, read_payload, read_stream_start, Got, Halves, Phase, WriteSide};
+use crate::driver::{read_message, read_payload, read_stream_start, Got, Halves, WriteSide};
 use crate::error::{Error, Result};
 use crate::frame::OpCode;
 use crate::keepalive::Timer;
 use crate::message::Message;
-use crate::outgoing::{failure_close, Outgoing, State};
+use crate::outgoing::{failure_close, Outgoing};
 use crate::receiver::Receiver;
 use crate::socket::Socket;
-use crate::state::Role;
+use crate::state::{Lifecycle, Role, State};
 use crate::stream::{
     FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
 };
@@ -61,7 +61,7 @@ pub(crate) struct Shared<W> {
     /// Payloads of pings the reader has not answered yet, oldest first (at most
     /// `MAX_OWED_PONGS`).
     pong: Mutex<VecDeque<Vec<u8>>>,
-    /// A copy of `io.out.state`, readable without the lock (see `state_code`).
+    /// A copy of `io.out.state`'s public [`State`], readable without the lock.
     state: AtomicU8,
     /// A second handle to the socket, to shut it down while a writer holds `io`.
     control: Option<Box<dyn Socket + Send + Sync>>,
@@ -84,18 +84,6 @@ impl<W> std::fmt::Debug for Shared<W> {
 /// without bound.
 const MAX_OWED_PONGS: usize = 32;
 
-const OPEN: u8 = 0;
-const CLOSING: u8 = 1;
-const CLOSED: u8 = 2;
-
-fn state_code(state: &State) -> u8 {
-    match state {
-        State::Open => OPEN,
-        State::CloseSent => CLOSING,
-        State::Closed(_) | State::Ended => CLOSED,
-    }
-}
-
 impl<W: Write> Shared<W> {
     pub fn new(
         stream: W,
@@ -103,7 +91,7 @@ impl<W: Write> Shared<W> {
         control: Option<Box<dyn Socket + Send + Sync>>,
     ) -> Shared<W> {
         Shared {
-            state: AtomicU8::new(state_code(&out.state)),
+            state: AtomicU8::new(out.state.state().code()),
             io: Mutex::new(Io { stream, out }),
             pong: Mutex::new(VecDeque::new()),
             control,
@@ -170,7 +158,13 @@ impl<W: Write> Shared<W> {
     }
 
     fn mirror(&self, out: &Outgoing) {
-        self.state.store(state_code(&out.state), Ordering::Release);
+        self.state
+            .store(out.state.state().code(), Ordering::Release);
+    }
+
+    /// The public state, from the copy readable without the lock.
+    fn state(&self) -> State {
+        State::from_code(self.state.load(Ordering::Acquire))
     }
 
     /// Shuts the socket down without waiting for the lock, if a handle allows it.
@@ -181,14 +175,6 @@ impl<W: Write> Shared<W> {
     }
 }
 
-/// The reader's own view of the connection.
-#[derive(Debug)]
-enum ReaderPhase {
-    Reading,
-    Closed(Option<CloseFrame>),
-    Ended,
-}
-
 /// The reading half of a split connection (see [`WebSocket::split`](crate::WebSocket::split)).
 #[derive(Debug)]
 pub struct ReadHalf<R, W> {
@@ -196,7 +182,9 @@ pub struct ReadHalf<R, W> {
     receiver: Receiver,
     role: Role,
     keepalive: Option<Timer>,
-    phase: ReaderPhase,
+    /// The reader's own view of the connection (never `CloseSent`: that is the writers'),
+    /// so that it never waits for the write lock to know where it stands.
+    phase: Lifecycle,
     shared: Arc<Shared<W>>,
 }
 
@@ -213,9 +201,8 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
             t
         });
         let phase = match &shared.io().out.state {
-            State::Open | State::CloseSent => ReaderPhase::Reading,
-            State::Closed(frame) => ReaderPhase::Closed(frame.clone()),
-            State::Ended => ReaderPhase::Ended,
+            Lifecycle::Open | Lifecycle::CloseSent => Lifecycle::Open,
+            other => other.clone(),
         };
         ReadHalf {
             stream,
@@ -266,7 +253,15 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
 
     /// Whether `read` can still return messages.
     pub fn can_read(&self) -> bool {
-        matches!(self.phase, ReaderPhase::Reading)
+        self.phase.is_reading()
+    }
+
+    /// Where the connection stands (see [`State`]); does not wait for a blocked writer.
+    pub fn state(&self) -> State {
+        match self.phase {
+            Lifecycle::Open | Lifecycle::CloseSent => self.shared.state(),
+            _ => State::Closed,
+        }
     }
 
     /// A writing half for this connection (the same as the one `split` returned).
@@ -294,7 +289,7 @@ impl<R: Read, W: Write> PayloadSource for ReadHalf<R, W> {
 struct SplitHalves<'a, R, W> {
     stream: &'a mut R,
     shared: &'a Shared<W>,
-    phase: &'a mut ReaderPhase,
+    phase: &'a mut Lifecycle,
 }
 
 impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
@@ -304,12 +299,8 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
         self.stream
     }
 
-    fn phase(&self) -> Phase {
-        match self.phase {
-            ReaderPhase::Reading => Phase::Reading,
-            ReaderPhase::Closed(_) => Phase::Closed,
-            ReaderPhase::Ended => Phase::Ended,
-        }
+    fn lifecycle(&self) -> &Lifecycle {
+        self.phase
     }
 
     fn on_ping(&mut self, payload: &[u8]) {
@@ -330,7 +321,7 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
         let Io { stream, out } = &mut *io;
         WriteSide::new(stream, out).on_close(frame);
         self.shared.mirror(out);
-        *self.phase = ReaderPhase::Closed(frame.clone());
+        self.phase.peer_closed(frame);
     }
 
     fn fail(&mut self, error: Error) -> Error {
@@ -338,22 +329,22 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
             Some(mut io) => {
                 let Io { stream, out } = &mut *io;
                 WriteSide::new(stream, out).send_failure(failure_close(&error));
-                out.state = State::Ended;
+                out.state.end();
                 self.shared.mirror(out);
             }
             // A writer is stuck: end the connection for it too.
             None => self.shared.shutdown_quietly(),
         }
-        *self.phase = ReaderPhase::Ended;
+        self.phase.end();
         error
     }
 
     fn end(&mut self, error: Error) -> Error {
         if let Some(mut io) = self.shared.try_io() {
-            io.out.state = State::Ended;
+            io.out.state.end();
             self.shared.mirror(&io.out);
         }
-        *self.phase = ReaderPhase::Ended;
+        self.phase.end();
         error
     }
 
@@ -372,8 +363,8 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
         let Io { stream, out } = &mut *io;
         let result = WriteSide::new(stream, out).keep_alive(timer, Instant::now());
         self.shared.mirror(out);
-        if result.is_err() && out.state == State::Ended {
-            *self.phase = ReaderPhase::Ended;
+        if result.is_err() && out.state == Lifecycle::Ended {
+            self.phase.end();
         }
         result
     }
@@ -385,9 +376,9 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
     }
 
     fn report_closed(&mut self) -> Error {
-        match std::mem::replace(self.phase, ReaderPhase::Ended) {
-            ReaderPhase::Closed(frame) => Error::ConnectionClosed(frame),
-            _ => Error::AlreadyClosed,
+        match self.phase.take_report() {
+            Some(frame) => Error::ConnectionClosed(frame),
+            None => Error::AlreadyClosed,
         }
     }
 }
@@ -489,7 +480,12 @@ impl<W: Write> WriteHalf<W> {
 
     /// Whether messages can still be sent (does not wait for a writer that is blocked).
     pub fn can_write(&self) -> bool {
-        self.shared.state.load(Ordering::Acquire) == OPEN
+        self.shared.state() == State::Open
+    }
+
+    /// Where the connection stands (see [`State`]); does not wait for a blocked writer.
+    pub fn state(&self) -> State {
+        self.shared.state()
     }
 }
 

@@ -18,13 +18,14 @@ use crate::error::{Error, Result};
 use crate::frame::OpCode;
 use crate::keepalive::Timer;
 use crate::message::Message;
-use crate::outgoing::{Outgoing, State};
+use crate::outgoing::Outgoing;
 use crate::rand::Rng;
 use crate::receiver::Receiver;
 use crate::sender::Sender;
 use crate::socket::Socket;
 use crate::split::{ReadHalf, Shared, WriteHalf};
 pub use crate::state::Role;
+use crate::state::{Lifecycle, State};
 use crate::stream::{
     FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
 };
@@ -288,7 +289,7 @@ impl<T: Read + Write> WebSocket<T> {
 
     /// Writes everything queued to the stream and flushes it.
     pub fn flush(&mut self) -> Result<()> {
-        if self.out.state == State::Ended {
+        if self.out.state == Lifecycle::Ended {
             return Err(Error::AlreadyClosed);
         }
         self.side().flush_queued()
@@ -305,13 +306,20 @@ impl<T: Read + Write> WebSocket<T> {
     /// Whether messages can still be sent (the connection is open and `close` was not
     /// called).
     pub fn can_write(&self) -> bool {
-        self.out.state == State::Open
+        self.out.state.is_open()
+    }
+
+    /// Where the connection stands: `Open`, `Closing` after [`close`](Self::close) until
+    /// the peer's close arrives, then `Closed` (also after a failure). Never provokes an
+    /// error, unlike probing with `read` or `send`.
+    pub fn state(&self) -> State {
+        self.out.state.state()
     }
 
     /// Whether `read` can still return messages (the peer's close has not arrived and the
     /// connection did not fail).
     pub fn can_read(&self) -> bool {
-        matches!(self.out.state, State::Open | State::CloseSent)
+        self.out.state.is_reading()
     }
 
     /// This connection's role.
@@ -450,7 +458,7 @@ impl<T: Read + Write + Socket> WebSocket<T> {
             .set_read_timeout(saved.0)
             .and(self.stream.set_write_timeout(saved.1));
         let _ = self.stream.shutdown();
-        self.out.state = State::Ended;
+        self.out.state.end();
         let frame = result?;
         restored?;
         Ok(frame)
@@ -466,7 +474,7 @@ impl<T: Read + Write + Socket> WebSocket<T> {
         if let Some(left) = remaining(deadline) {
             self.stream.set_write_timeout(Some(left))?;
         }
-        if self.out.state == State::Open {
+        if self.out.state.is_open() {
             if let Err(e) = self.side().start_close(Some(frame)) {
                 if !e.is_would_block() {
                     return Err(e);

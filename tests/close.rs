@@ -482,3 +482,74 @@ fn the_close_reply_is_written_and_flushed_once() {
         "the close reply was flushed more than once"
     );
 }
+
+#[test]
+fn state_follows_the_closing_handshake_without_provoking_errors() {
+    use stdws::State;
+    let server = serve_one(|stream| {
+        let mut ws = stdws::accept(stream)?;
+        let mut states = vec![ws.state()];
+        let first = ws.read()?; // the client's close: answered
+        states.push(ws.state());
+        let _ = ws.read(); // ConnectionClosed, reported once
+        states.push(ws.state());
+        Ok::<_, Error>((first, states))
+    });
+    let mut ws = connect(&server.url("/"));
+    assert_eq!(ws.state(), State::Open);
+    // Asking twice changes nothing (no report is consumed).
+    assert_eq!(ws.state(), State::Open);
+    ws.close(1000, "bye").unwrap();
+    assert_eq!(ws.state(), State::Closing);
+    assert!(matches!(ws.read().unwrap(), Message::Close(_)));
+    assert_eq!(ws.state(), State::Closed);
+    // The end is still reported by the next read, after state() was asked.
+    assert!(matches!(ws.read(), Err(Error::ConnectionClosed(_))));
+    assert_eq!(ws.state(), State::Closed);
+    let (first, states) = server.join_one().unwrap();
+    assert!(matches!(first, Message::Close(_)));
+    assert_eq!(states, [State::Open, State::Closed, State::Closed]);
+}
+
+#[test]
+fn split_halves_report_the_state_without_waiting_for_the_writer() {
+    use stdws::State;
+    let server = serve_one(|stream| {
+        let mut ws = stdws::accept(stream)?;
+        ws.send_text("hello")?;
+        ws.close(1001, "going away")?;
+        while !matches!(ws.read()?, Message::Close(_)) {}
+        Ok::<_, Error>(())
+    });
+    let (mut reader, writer) = connect(&server.url("/")).split().unwrap();
+    assert_eq!(reader.state(), State::Open);
+    assert_eq!(writer.state(), State::Open);
+    assert_eq!(reader.read().unwrap(), Message::text("hello"));
+    assert!(matches!(reader.read().unwrap(), Message::Close(_)));
+    // The peer closed and the reader answered: both halves see it.
+    assert_eq!(reader.state(), State::Closed);
+    assert_eq!(writer.state(), State::Closed);
+    assert!(matches!(
+        writer.send_text("late"),
+        Err(Error::AlreadyClosed)
+    ));
+    server.join_one().unwrap();
+}
+
+#[test]
+fn a_failed_connection_is_closed() {
+    use stdws::State;
+    // The server sends a masked frame, which a client must refuse (1002).
+    let server = serve_one(|stream| {
+        let mut raw = RawConn::new(stream);
+        raw.accept_upgrade("", &common::client_frame(true, 1, b"masked"));
+        raw.read_to_end()
+    });
+    let mut ws = connect(&server.url("/"));
+    assert!(matches!(ws.read(), Err(Error::Protocol(_))));
+    assert_eq!(ws.state(), State::Closed);
+    drop(ws);
+    let sent = server.join_one();
+    let (frame, _) = common::parse_frame(&sent).expect("the client sent a close frame");
+    assert_eq!(frame.close_code(), Some(1002));
+}
