@@ -63,6 +63,15 @@ impl Timer {
         self.ping_sent = None;
     }
 
+    /// When [`tick`](Self::tick) next has something to do: the ping is due, or the wait for
+    /// an answer to it runs out.
+    pub fn deadline(&self) -> Instant {
+        match self.ping_sent {
+            Some(sent) => sent + self.settings.timeout,
+            None => self.last_heard + self.settings.interval,
+        }
+    }
+
     /// Decides whether a ping is due or the peer is overdue.
     pub fn tick(&mut self, now: Instant) -> Tick {
         match self.ping_sent {
@@ -91,8 +100,10 @@ mod tests {
             KeepAlive::new(Duration::from_secs(10), Duration::from_secs(5)),
             t0,
         );
+        assert_eq!(timer.deadline(), s(10));
         assert_eq!(timer.tick(s(9)), Tick::Nothing);
         assert_eq!(timer.tick(s(10)), Tick::SendPing);
+        assert_eq!(timer.deadline(), s(15));
         assert_eq!(timer.tick(s(12)), Tick::Nothing, "one ping at a time");
         assert_eq!(timer.tick(s(15)), Tick::TimedOut);
     }

@@ -67,6 +67,7 @@
 
 pub mod close;
 mod config;
+mod connection;
 #[cfg(feature = "deflate")]
 mod deflate;
 mod driver;
@@ -117,6 +118,14 @@ pub use crate::stream::{
     MessageKind, MessageReader, MessageWriter, Streamed, DEFAULT_STREAM_FRAGMENT,
 };
 pub use crate::websocket::{Role, WebSocket};
+
+/// The protocol without I/O: state machines that only consume and produce bytes, for
+/// drivers other than the blocking [`WebSocket`] (an event loop over non-blocking sockets,
+/// an async runtime, a simulation). `examples/poll_server.rs` serves many connections from
+/// one thread with them.
+pub mod proto {
+    pub use crate::connection::Connection;
+}
 
 /// Connects to a `ws://` URL over TCP and performs the client handshake, with the defaults
 /// of [`ClientBuilder`] (10 s connect and handshake timeouts, `TCP_NODELAY`). Returns the

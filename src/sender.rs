@@ -174,6 +174,23 @@ impl Sender {
         }
     }
 
+    /// Queues a whole text or binary message, in frames of at most `fragment_size` if one
+    /// is configured. RSV bits `rsv` go on the first frame only (RFC 7692 §6).
+    pub fn message(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) {
+        let size = self.fragment_size.unwrap_or(usize::MAX);
+        if payload.len() <= size {
+            self.frame_rsv(opcode, true, rsv, payload);
+            return;
+        }
+        let mut chunks = payload.chunks(size).peekable();
+        let (mut op, mut rsv) = (opcode, rsv);
+        while let Some(chunk) = chunks.next() {
+            self.frame_rsv(op, chunks.peek().is_none(), rsv, chunk);
+            op = OpCode::Continuation;
+            rsv = 0;
+        }
+    }
+
     /// The configured fragment size, if any.
     #[inline(always)]
     pub fn fragment_size(&self) -> Option<usize> {

@@ -13,15 +13,13 @@ use std::time::{Duration, Instant};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
+use crate::connection::Connection;
 use crate::driver::{read_message, read_payload, read_stream_start, Got, Joined, WriteSide};
 use crate::error::{Error, Result};
 use crate::frame::OpCode;
 use crate::keepalive::Timer;
 use crate::message::Message;
-use crate::outgoing::Outgoing;
 use crate::rand::Rng;
-use crate::receiver::Receiver;
-use crate::sender::Sender;
 use crate::socket::Socket;
 use crate::split::{ReadHalf, Shared, WriteHalf};
 pub use crate::state::Role;
@@ -117,11 +115,8 @@ use crate::stream::{
 #[derive(Debug)]
 pub struct WebSocket<T> {
     stream: T,
-    role: Role,
-    config: Config,
-    receiver: Receiver,
-    out: Outgoing,
-    keepalive: Option<Timer>,
+    /// The protocol core; this type is its blocking driver over one stream.
+    conn: Connection,
 }
 
 impl<T: Read + Write> WebSocket<T> {
@@ -129,8 +124,7 @@ impl<T: Read + Write> WebSocket<T> {
     /// server, say). Use `read_buffered` for bytes of the WebSocket stream that were already
     /// read while handling the handshake.
     pub fn from_raw_socket(stream: T, role: Role, config: Config, read_buffered: Vec<u8>) -> Self {
-        let rng = (role == Role::Client).then(Rng::new);
-        Self::from_handshake(stream, role, config, read_buffered, rng)
+        Self::from_handshake(stream, role, config, read_buffered, None)
     }
 
     pub(crate) fn from_handshake(
@@ -140,39 +134,21 @@ impl<T: Read + Write> WebSocket<T> {
         read_buffered: Vec<u8>,
         rng: Option<Rng>,
     ) -> Self {
-        let rng = if role == Role::Client {
-            Some(rng.unwrap_or_else(Rng::new))
-        } else {
-            None
-        };
-        WebSocket {
-            receiver: Receiver::new(role == Role::Server, &config, read_buffered),
-            out: Outgoing::new(Sender::new(rng, config.fragment_size), &config),
-            keepalive: config.keepalive.map(|k| Timer::new(k, Instant::now())),
-            stream,
-            role,
-            config,
-        }
+        let mut conn = Connection::from_parts(role, config, read_buffered, rng);
+        conn.keepalive = conn.config.keepalive.map(|k| Timer::new(k, Instant::now()));
+        WebSocket { stream, conn }
     }
 
     /// The send operations on this connection's stream.
     #[inline(always)]
     fn side(&mut self) -> WriteSide<'_, T> {
-        WriteSide::new(&mut self.stream, &mut self.out)
+        WriteSide::new(&mut self.stream, &mut self.conn.out)
     }
 
     /// Hands the permessage-deflate parameters agreed in the handshake to the connection.
     #[cfg(feature = "deflate")]
     pub(crate) fn set_deflate(&mut self, params: crate::deflate::Params) {
-        use crate::deflate::{Compressor, Decompressor};
-        let config = self.config.deflate.clone().unwrap_or_default();
-        self.receiver
-            .set_inflater(Decompressor::new(params.decompress));
-        self.out.set_compressor(Compressor::new(
-            params.compress,
-            config.compression_level,
-            config.threshold,
-        ));
+        self.conn.set_deflate(params);
     }
 
     /// Reads the next message, waiting for it if needed.
@@ -183,13 +159,13 @@ impl<T: Read + Write> WebSocket<T> {
     pub fn read(&mut self) -> Result<Message> {
         let mut halves = Joined {
             stream: &mut self.stream,
-            out: &mut self.out,
+            out: &mut self.conn.out,
         };
         read_message(
             &mut halves,
-            &mut self.receiver,
-            self.role,
-            &mut self.keepalive,
+            &mut self.conn.receiver,
+            self.conn.role,
+            &mut self.conn.keepalive,
         )
     }
 
@@ -211,13 +187,13 @@ impl<T: Read + Write> WebSocket<T> {
     pub fn read_stream(&mut self) -> Result<Streamed<'_>> {
         let mut halves = Joined {
             stream: &mut self.stream,
-            out: &mut self.out,
+            out: &mut self.conn.out,
         };
         let got = read_stream_start(
             &mut halves,
-            &mut self.receiver,
-            self.role,
-            &mut self.keepalive,
+            &mut self.conn.receiver,
+            self.conn.role,
+            &mut self.conn.keepalive,
         );
         match got? {
             Got::Message(message) => Ok(Streamed::Control(message)),
@@ -238,7 +214,7 @@ impl<T: Read + Write> WebSocket<T> {
     /// ```
     pub fn send_stream(&mut self, kind: MessageKind) -> Result<MessageWriter<'_>> {
         self.side().check_can_stream()?;
-        let fragment = self.config.fragment_size;
+        let fragment = self.conn.config.fragment_size;
         Ok(MessageWriter::new(Box::new(SinkOf(self)), kind, fragment))
     }
 
@@ -280,8 +256,8 @@ impl<T: Read + Write> WebSocket<T> {
         let result = self.side().write(&mut message);
         // The message's allocation is kept to receive the next one into.
         match message {
-            Message::Text(text) => self.receiver.recycle(text.into_bytes()),
-            Message::Binary(data) => self.receiver.recycle(data),
+            Message::Text(text) => self.conn.receiver.recycle(text.into_bytes()),
+            Message::Binary(data) => self.conn.receiver.recycle(data),
             _ => {}
         }
         result
@@ -289,7 +265,7 @@ impl<T: Read + Write> WebSocket<T> {
 
     /// Writes everything queued to the stream and flushes it.
     pub fn flush(&mut self) -> Result<()> {
-        if self.out.state == Lifecycle::Ended {
+        if self.conn.out.state == Lifecycle::Ended {
             return Err(Error::AlreadyClosed);
         }
         self.side().flush_queued()
@@ -306,30 +282,30 @@ impl<T: Read + Write> WebSocket<T> {
     /// Whether messages can still be sent (the connection is open and `close` was not
     /// called).
     pub fn can_write(&self) -> bool {
-        self.out.state.is_open()
+        self.conn.out.state.is_open()
     }
 
     /// Where the connection stands: `Open`, `Closing` after [`close`](Self::close) until
     /// the peer's close arrives, then `Closed` (also after a failure). Never provokes an
     /// error, unlike probing with `read` or `send`.
     pub fn state(&self) -> State {
-        self.out.state.state()
+        self.conn.out.state.state()
     }
 
     /// Whether `read` can still return messages (the peer's close has not arrived and the
     /// connection did not fail).
     pub fn can_read(&self) -> bool {
-        self.out.state.is_reading()
+        self.conn.out.state.is_reading()
     }
 
     /// This connection's role.
     pub fn role(&self) -> Role {
-        self.role
+        self.conn.role
     }
 
     /// This connection's configuration.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.conn.config
     }
 
     /// The underlying stream.
@@ -361,14 +337,14 @@ impl<T: Read + Write> WebSocket<T> {
         writer: W,
         control: Option<Box<dyn Socket + Send + Sync>>,
     ) -> (ReadHalf<T, W>, WriteHalf<W>) {
-        let mut out = self.out;
+        let mut out = self.conn.out;
         out.split = true;
         let shared = Arc::new(Shared::new(writer, out, control));
         let read = ReadHalf::new(
             self.stream,
-            self.receiver,
-            self.role,
-            self.keepalive,
+            self.conn.receiver,
+            self.conn.role,
+            self.conn.keepalive,
             Arc::clone(&shared),
         );
         (read, WriteHalf::new(shared))
@@ -407,9 +383,14 @@ impl<T: Read + Write> PayloadSource for WebSocket<T> {
     fn read_payload(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
         let mut halves = Joined {
             stream: &mut self.stream,
-            out: &mut self.out,
+            out: &mut self.conn.out,
         };
-        read_payload(&mut halves, &mut self.receiver, &mut self.keepalive, dst)
+        read_payload(
+            &mut halves,
+            &mut self.conn.receiver,
+            &mut self.conn.keepalive,
+            dst,
+        )
     }
 }
 
@@ -458,7 +439,7 @@ impl<T: Read + Write + Socket> WebSocket<T> {
             .set_read_timeout(saved.0)
             .and(self.stream.set_write_timeout(saved.1));
         let _ = self.stream.shutdown();
-        self.out.state.end();
+        self.conn.out.state.end();
         let frame = result?;
         restored?;
         Ok(frame)
@@ -474,7 +455,7 @@ impl<T: Read + Write + Socket> WebSocket<T> {
         if let Some(left) = remaining(deadline) {
             self.stream.set_write_timeout(Some(left))?;
         }
-        if self.out.state.is_open() {
+        if self.conn.out.state.is_open() {
             if let Err(e) = self.side().start_close(Some(frame)) {
                 if !e.is_would_block() {
                     return Err(e);

@@ -1,0 +1,238 @@
+//! The sans-I/O `proto::Connection`: bytes in, messages out, messages in, bytes out, time
+//! passed in; against itself with every chunking, and against the blocking `WebSocket`
+//! over a real socket.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::{client_frame, parse_frame, serve_one};
+use stdws::proto::Connection;
+use stdws::{CapacityError, Config, Error, KeepAlive, Message, Role, State};
+
+/// Moves up to `chunk` bytes of `from`'s output into `to` at a time (as a socket would,
+/// however it splits them) and collects what `to` returns.
+fn shuttle(from: &mut Connection, to: &mut Connection, chunk: usize) -> Vec<Message> {
+    let mut got = Vec::new();
+    while from.wants_write() {
+        let out = from.output();
+        let room = to.read_buf();
+        let n = out.len().min(room.len()).min(chunk);
+        room[..n].copy_from_slice(&out[..n]);
+        from.consume(n);
+        to.filled(n, Instant::now());
+        // After the peer's close, the next poll reports the end: leave that to the test.
+        while !matches!(got.last(), Some(Message::Close(_))) {
+            match to.poll().expect("valid input") {
+                Some(message) => got.push(message),
+                None => break,
+            }
+        }
+    }
+    got
+}
+
+fn messages() -> Vec<Message> {
+    vec![
+        Message::text("hello"),
+        Message::binary(vec![]),
+        Message::text("é".repeat(3000)),
+        Message::binary((0..70_000u32).map(|i| i as u8).collect::<Vec<u8>>()),
+        Message::Ping(b"are you there".to_vec()),
+        Message::text(""),
+    ]
+}
+
+#[test]
+fn messages_cross_between_two_connections_at_every_chunking() {
+    for chunk in [1, 2, 3, 7, 100, 4096, usize::MAX] {
+        for (from_role, fragment) in [(Role::Client, None), (Role::Server, Some(1000))] {
+            let to_role = match from_role {
+                Role::Client => Role::Server,
+                Role::Server => Role::Client,
+            };
+            let config = Config::default().fragment_size(fragment);
+            let mut from = Connection::new(from_role, config.clone());
+            let mut to = Connection::new(to_role, config);
+            for message in messages() {
+                from.send(message).unwrap();
+            }
+            let got = shuttle(&mut from, &mut to, chunk);
+            assert_eq!(got, messages(), "chunk {chunk}, {from_role:?} sending");
+            // The ping was answered: its pong is queued on the receiving side.
+            let back = shuttle(&mut to, &mut from, chunk);
+            assert_eq!(back, [Message::Pong(b"are you there".to_vec())]);
+        }
+    }
+}
+
+#[test]
+fn closing_handshake_moves_both_states_to_closed() {
+    let mut client = Connection::new(Role::Client, Config::default());
+    let mut server = Connection::new(Role::Server, Config::default());
+    assert_eq!((client.state(), server.state()), (State::Open, State::Open));
+    client.close(1000, "bye").unwrap();
+    assert_eq!(client.state(), State::Closing);
+    assert!(matches!(
+        client.send_text("late"),
+        Err(Error::AlreadyClosed)
+    ));
+
+    let got = shuttle(&mut client, &mut server, 5);
+    assert!(matches!(&got[..], [Message::Close(Some(f))] if f.code.as_u16() == 1000));
+    assert_eq!(server.state(), State::Closed);
+    assert!(!server.is_done(), "the echo is still to be written");
+    let got = shuttle(&mut server, &mut client, 5);
+    assert!(matches!(&got[..], [Message::Close(Some(f))] if f.code.as_u16() == 1000));
+    assert!(server.is_done() && client.is_done());
+    // The end is reported once, then AlreadyClosed.
+    assert!(matches!(
+        server.poll(),
+        Err(Error::ConnectionClosed(Some(_)))
+    ));
+    assert!(matches!(server.poll(), Err(Error::AlreadyClosed)));
+    assert!(matches!(
+        client.poll(),
+        Err(Error::ConnectionClosed(Some(_)))
+    ));
+}
+
+#[test]
+fn a_protocol_violation_queues_the_close_with_its_code() {
+    let mut server = Connection::new(Role::Server, Config::default());
+    // Unmasked frame from a client: 1002.
+    let bad = common::server_frame(true, 1, b"unmasked");
+    server.read_buf()[..bad.len()].copy_from_slice(&bad);
+    server.filled(bad.len(), Instant::now());
+    assert!(matches!(server.poll(), Err(Error::Protocol(_))));
+    assert_eq!(server.state(), State::Closed);
+    let (frame, _) = parse_frame(server.output()).expect("a close frame is queued");
+    assert_eq!(frame.close_code(), Some(1002));
+    assert!(matches!(server.poll(), Err(Error::AlreadyClosed)));
+}
+
+#[test]
+fn the_end_of_the_stream_without_a_close_is_abnormal() {
+    let mut server = Connection::new(Role::Server, Config::default());
+    let half = &client_frame(true, 1, b"cut short")[..5];
+    server.read_buf()[..half.len()].copy_from_slice(half);
+    server.filled(half.len(), Instant::now());
+    assert_eq!(server.poll().unwrap(), None);
+    server.filled(0, Instant::now());
+    assert!(matches!(server.poll(), Err(Error::AbnormalClosure)));
+    assert_eq!(server.state(), State::Closed);
+}
+
+#[test]
+fn output_that_is_not_drained_is_bounded() {
+    let config = Config::default().max_write_buffer_size(10_000);
+    let mut server = Connection::new(Role::Server, config);
+    let mut sent = 0;
+    let error = loop {
+        match server.send_binary(&[7; 1000]) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 100, "sends never failed");
+    };
+    assert!(matches!(
+        error,
+        Error::Capacity(CapacityError::WriteBufferFull)
+    ));
+    assert!(server.output().len() <= 10_000 + 1004);
+    // Draining the output lets sends through again.
+    let n = server.output().len();
+    server.consume(n);
+    server.send_binary(&[7; 1000]).unwrap();
+}
+
+#[test]
+fn keepalive_runs_on_the_time_passed_in() {
+    let keepalive = KeepAlive::new(Duration::from_secs(10), Duration::from_secs(5));
+    let config = Config::default().keepalive(Some(keepalive));
+    let mut server = Connection::new(Role::Server, config);
+    let t0 = Instant::now();
+    let ping = client_frame(true, 9, b"");
+    server.read_buf()[..ping.len()].copy_from_slice(&ping);
+    server.filled(ping.len(), t0);
+    assert_eq!(server.poll().unwrap(), Some(Message::Ping(vec![])));
+    let n = server.output().len();
+    server.consume(n); // the pong
+    assert_eq!(server.next_deadline(), Some(t0 + Duration::from_secs(10)));
+    server.on_timeout(t0 + Duration::from_secs(9)).unwrap();
+    assert!(!server.wants_write(), "nothing is due before the interval");
+    server.on_timeout(t0 + Duration::from_secs(10)).unwrap();
+    let (frame, _) = parse_frame(server.output()).expect("a ping is queued");
+    assert_eq!(frame.opcode, 9);
+    let n = server.output().len();
+    server.consume(n);
+    assert_eq!(server.next_deadline(), Some(t0 + Duration::from_secs(15)));
+    let error = server.on_timeout(t0 + Duration::from_secs(15)).unwrap_err();
+    assert!(matches!(error, Error::KeepAliveTimeout));
+    let (frame, _) = parse_frame(server.output()).expect("a close is queued");
+    assert_eq!(frame.close_code(), Some(1011));
+    assert_eq!(server.state(), State::Closed);
+    assert_eq!(server.next_deadline(), None);
+}
+
+#[test]
+fn a_connection_driven_by_hand_talks_to_a_blocking_server() {
+    // The client side: a plain TcpStream, its handshake written by hand, and a Connection
+    // for everything after it.
+    let server = serve_one(|stream| {
+        let mut ws = stdws::accept(stream)?;
+        loop {
+            match ws.read()? {
+                msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg)?,
+                Message::Close(_) => return Ok::<_, Error>(()),
+                _ => {}
+            }
+        }
+    });
+    let addr = server
+        .url("/")
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(common::upgrade_request("/").as_bytes())
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+
+    let mut conn = Connection::new(Role::Client, Config::default());
+    let mut received = Vec::new();
+    for message in messages().into_iter().filter(Message::is_data) {
+        conn.send(message).unwrap();
+    }
+    conn.close(1000, "done").unwrap();
+    loop {
+        while conn.wants_write() {
+            let n = tcp.write(conn.output()).unwrap();
+            conn.consume(n);
+        }
+        match conn.poll() {
+            Ok(Some(message)) => received.push(message),
+            Ok(None) => {
+                let n = tcp.read(conn.read_buf()).unwrap();
+                conn.filled(n, Instant::now());
+            }
+            Err(Error::ConnectionClosed(frame)) => {
+                assert_eq!(frame.map(|f| f.code.as_u16()), Some(1000));
+                break;
+            }
+            Err(e) => panic!("client failed: {e}"),
+        }
+    }
+    let mut expected: Vec<Message> = messages().into_iter().filter(Message::is_data).collect();
+    expected.push(Message::Close(Some(stdws::CloseFrame::new(1000, ""))));
+    assert_eq!(received, expected);
+    server.join_one().unwrap();
+}
