@@ -125,6 +125,7 @@ pub use crate::websocket::{Role, WebSocket};
 /// one thread with them.
 pub mod proto {
     pub use crate::connection::Connection;
+    pub use crate::handshake::server::{Refusal, ServerHandshake};
 }
 
 /// Connects to a `ws://` URL over TCP and performs the client handshake, with the defaults

@@ -3,15 +3,18 @@
 //! [`check_request`] applies the rules of §4.2.1 to a parsed request and says which HTTP
 //! refusal to send when one fails; [`accept_with`] runs the whole exchange over a stream.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::time::Instant;
 
 use base64::Engine;
 
 use crate::config::Config;
-use crate::error::{Error, HandshakeError};
-use crate::handshake::{derive_accept_key, handshake_deadline, read_head, reason_phrase, Request};
+use crate::connection::Connection;
+use crate::error::{is_retryable, Error, HandshakeError};
+use crate::handshake::{derive_accept_key, handshake_deadline, reason_phrase, Request};
 use crate::http;
-use crate::websocket::{Role, WebSocket};
+use crate::state::Role;
+use crate::websocket::WebSocket;
 
 /// The 101 response being prepared, which the application may shape in the
 /// [`accept_with`] callback.
@@ -276,30 +279,31 @@ impl<T: Read + Write> IncomingRequest<T> {
     /// holds the thread.
     pub fn read(mut stream: T, config: Config) -> Result<IncomingRequest<T>, Error> {
         let deadline = handshake_deadline(&config);
-        let (mut buf, head_len) = match read_head(&mut stream, &config, deadline) {
-            Ok(read) => read,
-            Err(Error::Handshake(
-                e @ (HandshakeError::HeadTooLarge | HandshakeError::TooManyHeaders),
-            )) => return refuse(&mut stream, &Rejection::new(431, format!("{e}.\n")), e),
-            Err(e) => return Err(e),
-        };
-        let request = match Request::parse(&buf[..head_len], config.max_headers) {
-            Ok(request) => request,
-            Err(e) => {
-                let status = if e == HandshakeError::TooManyHeaders {
-                    431
-                } else {
-                    400
-                };
-                return refuse(&mut stream, &Rejection::new(status, format!("{e}.\n")), e);
+        let mut handshake = ServerHandshake::new(config);
+        loop {
+            let n = match stream.read(handshake.read_buf()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if is_retryable(e.kind()) => return Err(HandshakeError::TimedOut.into()),
+                Err(e) => return Err(e.into()),
+            };
+            match handshake.filled(n) {
+                Ok(Some(_)) => break,
+                Ok(None) => {}
+                Err(refusal) => return refuse(&mut stream, refusal),
             }
-        };
-        buf.drain(..head_len);
+            // Checked whenever a read returns, so a peer trickling bytes cannot stretch the
+            // handshake; a silent peer is bounded by the stream's read timeout.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(HandshakeError::TimedOut.into());
+            }
+        }
+        let (config, request, buffered) = handshake.into_parts();
         Ok(IncomingRequest {
             stream,
             config,
             request,
-            buffered: buf,
+            buffered,
         })
     }
 
@@ -330,63 +334,19 @@ impl<T: Read + Write> IncomingRequest<T> {
     where
         F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
     {
-        let request = &self.request;
-        let key = match check_request(request) {
-            Ok(key) => key,
-            Err((rejection, e)) => return refuse(&mut self.stream, &rejection, e),
+        let (head, agreed) = match upgrade(&self.request, &self.config, callback) {
+            Ok(upgraded) => upgraded,
+            Err(refusal) => return refuse(&mut self.stream, refusal),
         };
-        let mut response = UpgradeResponse::default();
-        if let Err(rejection) = callback(request, &mut response) {
-            let status = rejection.status();
-            return refuse(
-                &mut self.stream,
-                &rejection,
-                HandshakeError::Rejected(status),
-            );
-        }
-        let checked = check_response(request, &response);
-        #[cfg(feature = "deflate")]
-        let checked = checked.and_then(|()| {
-            self.config
-                .deflate
-                .as_ref()
-                .map_or(Ok(()), crate::deflate::DeflateConfig::check)
-        });
-        if let Err(what) = checked {
-            let rejection = Rejection::new(500, "Internal error during the WebSocket handshake.\n");
-            refuse::<_, ()>(&mut self.stream, &rejection, HandshakeError::Rejected(500)).ok();
-            return Err(Error::InvalidInput(what));
-        }
-        let mut head = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n",
-            derive_accept_key(key)
-        );
-        if let Some(protocol) = &response.subprotocol {
-            head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
-        }
-        #[cfg(feature = "deflate")]
-        let deflate = self.config.deflate.as_ref().and_then(|config| {
-            crate::deflate::negotiate_server(
-                request.headers().get_all("Sec-WebSocket-Extensions"),
-                config,
-            )
-        });
-        #[cfg(feature = "deflate")]
-        if let Some((_, value)) = &deflate {
-            head.push_str(&format!("Sec-WebSocket-Extensions: {value}\r\n"));
-        }
-        for (name, value) in &response.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.stream.write_all(head.as_bytes())?;
+        self.stream.write_all(&head)?;
         self.stream.flush()?;
         // Frames the client sent right behind its request stay buffered for `read`.
         let ws =
             WebSocket::from_handshake(self.stream, Role::Server, self.config, self.buffered, None);
         #[cfg(feature = "deflate")]
-        let ws = crate::handshake::with_deflate(ws, deflate.map(|(params, _)| params));
+        let ws = crate::handshake::with_deflate(ws, agreed);
+        #[cfg(not(feature = "deflate"))]
+        let () = agreed;
         Ok(ws)
     }
 
@@ -398,15 +358,7 @@ impl<T: Read + Write> IncomingRequest<T> {
     /// Answers the request as plain HTTP (e.g. the page of a web app) and closes: `status`
     /// (200-599), a `Content-Type` and the body.
     pub fn respond(mut self, status: u16, content_type: &str, body: &[u8]) -> Result<(), Error> {
-        if !http::is_valid_value(content_type) {
-            return Err(Error::InvalidInput("invalid Content-Type"));
-        }
-        if !(200..=599).contains(&status) {
-            return Err(Error::InvalidInput("HTTP status must be 200-599"));
-        }
-        let head = response_head(status, &[("Content-Type", content_type)], body.len());
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(body);
+        let bytes = http_answer(status, content_type, body)?;
         write_response(&mut self.stream, &bytes)
     }
 }
@@ -450,15 +402,277 @@ fn check_response(req: &Request, resp: &UpgradeResponse) -> Result<(), &'static 
     Ok(())
 }
 
-/// Sends `rejection` (best effort: the client may be gone) and fails with `error`.
-fn refuse<T: Write, R>(
-    stream: &mut T,
-    rejection: &Rejection,
-    error: HandshakeError,
-) -> Result<R, Error> {
-    let _ = stream.write_all(&rejection.to_bytes());
-    let _ = stream.flush();
-    Err(error.into())
+/// Sends a refusal's response (best effort: the client may be gone) and fails with its
+/// error.
+fn refuse<T: Write, R>(stream: &mut T, refusal: Refusal) -> Result<R, Error> {
+    if !refusal.response.is_empty() {
+        let _ = stream.write_all(&refusal.response);
+        let _ = stream.flush();
+    }
+    Err(refusal.error)
+}
+
+/// A refused opening handshake: the HTTP response to send before closing the connection
+/// (empty when there is nobody to answer, e.g. the client went away mid-request), and the
+/// error that says why.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The complete HTTP response (head and body) to write, then close.
+    pub response: Vec<u8>,
+    /// Why the handshake failed.
+    pub error: Error,
+}
+
+impl Refusal {
+    fn new(rejection: &Rejection, error: impl Into<Error>) -> Refusal {
+        Refusal {
+            response: rejection.to_bytes(),
+            error: error.into(),
+        }
+    }
+
+    /// A refusal of a head that could not be read: 431 for the size limits, 400 otherwise.
+    fn bad_head(error: HandshakeError) -> Refusal {
+        let status = match error {
+            HandshakeError::HeadTooLarge | HandshakeError::TooManyHeaders => 431,
+            _ => 400,
+        };
+        Refusal::new(&Rejection::new(status, format!("{error}.\n")), error)
+    }
+}
+
+/// The permessage-deflate parameters agreed in a handshake (nothing without the feature).
+#[cfg(feature = "deflate")]
+type Agreed = Option<crate::deflate::Params>;
+#[cfg(not(feature = "deflate"))]
+type Agreed = ();
+
+/// Decides the answer to an upgrade request (RFC 6455 §4.2.2): checks it, lets `callback`
+/// shape or refuse the 101, negotiates permessage-deflate. Returns the 101's head and the
+/// agreed compression, or the refusal to send.
+fn upgrade<F>(request: &Request, config: &Config, callback: F) -> Result<(Vec<u8>, Agreed), Refusal>
+where
+    F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
+{
+    let key = check_request(request).map_err(|(rejection, e)| Refusal::new(&rejection, e))?;
+    let mut response = UpgradeResponse::default();
+    if let Err(rejection) = callback(request, &mut response) {
+        let status = rejection.status();
+        return Err(Refusal::new(&rejection, HandshakeError::Rejected(status)));
+    }
+    let checked = check_response(request, &response);
+    #[cfg(feature = "deflate")]
+    let checked = checked.and_then(|()| {
+        config
+            .deflate
+            .as_ref()
+            .map_or(Ok(()), crate::deflate::DeflateConfig::check)
+    });
+    if let Err(what) = checked {
+        let rejection = Rejection::new(500, "Internal error during the WebSocket handshake.\n");
+        return Err(Refusal::new(&rejection, Error::InvalidInput(what)));
+    }
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        derive_accept_key(key)
+    );
+    if let Some(protocol) = &response.subprotocol {
+        head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    #[cfg(feature = "deflate")]
+    let deflate = config.deflate.as_ref().and_then(|config| {
+        crate::deflate::negotiate_server(
+            request.headers().get_all("Sec-WebSocket-Extensions"),
+            config,
+        )
+    });
+    #[cfg(feature = "deflate")]
+    if let Some((_, value)) = &deflate {
+        head.push_str(&format!("Sec-WebSocket-Extensions: {value}\r\n"));
+    }
+    #[cfg(not(feature = "deflate"))]
+    let _ = config;
+    for (name, value) in &response.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    #[cfg(feature = "deflate")]
+    return Ok((head.into_bytes(), deflate.map(|(params, _)| params)));
+    #[cfg(not(feature = "deflate"))]
+    Ok((head.into_bytes(), ()))
+}
+
+/// The server's side of the opening handshake as a state machine over bytes (RFC 6455
+/// §4.2): resumable, so a request head that arrives in pieces on a non-blocking socket
+/// survives `WouldBlock` between them, and every answer (the 101 or a refusal) is produced
+/// as bytes for the caller to write.
+///
+/// Read into [`read_buf`](Self::read_buf) and report the count with
+/// [`filled`](Self::filled) until it returns the [`Request`]; then
+/// [`accept_with`](Self::accept_with) gives a [`Connection`](crate::proto::Connection)
+/// whose output starts with the 101 and whose input holds any frames that came right
+/// behind the request, or [`reject`](Self::reject) / [`respond`](Self::respond) give the
+/// bytes of an HTTP answer to write before closing. The limits of [`Config`] apply as the
+/// bytes arrive (431 for `max_head_size` and `max_headers`); the handshake timeout is the
+/// driver's, since this type has no clock.
+///
+/// ```
+/// use stdws::proto::ServerHandshake;
+/// use stdws::{Config, State};
+///
+/// let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Version: 13\r\n\r\n";
+/// let mut handshake = ServerHandshake::new(Config::default());
+/// // The request arrives in two pieces; nothing is lost in between.
+/// for piece in [&request[..20], &request[20..]] {
+///     handshake.read_buf()[..piece.len()].copy_from_slice(piece);
+///     let done = handshake.filled(piece.len()).map_err(|refusal| refusal.error)?;
+///     assert_eq!(done.is_some(), piece.len() > 20);
+/// }
+/// assert_eq!(handshake.request().unwrap().path(), "/chat");
+/// let conn = handshake.accept().map_err(|refusal| refusal.error)?;
+/// assert!(conn.output().starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+/// assert_eq!(conn.state(), State::Open);
+/// # Ok::<(), stdws::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ServerHandshake {
+    config: Config,
+    /// `buf[..len]` arrived; `buf[len..]` is room handed out by `read_buf`.
+    buf: Vec<u8>,
+    len: usize,
+    scan: http::HeadScan,
+    /// The parsed request, once its whole head arrived, and the head's length.
+    request: Option<(Request, usize)>,
+}
+
+impl ServerHandshake {
+    /// A handshake waiting for the client's request, under `config`'s limits.
+    pub fn new(config: Config) -> ServerHandshake {
+        ServerHandshake {
+            config,
+            buf: Vec::new(),
+            len: 0,
+            scan: http::HeadScan::default(),
+            request: None,
+        }
+    }
+
+    /// Where the next bytes from the client go (never more than the head may still take,
+    /// plus one byte to see that it is too large).
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        let chunk = (self.config.max_head_size + 1)
+            .saturating_sub(self.len)
+            .clamp(1, 4096);
+        self.buf.resize(self.len + chunk, 0);
+        &mut self.buf[self.len..]
+    }
+
+    /// `n` bytes were read into [`read_buf`](Self::read_buf); 0 means the client ended its
+    /// stream. Returns the request once its head is complete (bytes after it are kept as
+    /// the connection's first input), `Ok(None)` while more is needed, or the refusal to
+    /// send: 431 when a limit is crossed, 400 for a malformed head, nothing for a client
+    /// that left ([`HandshakeError::Incomplete`]).
+    pub fn filled(&mut self, n: usize) -> Result<Option<&Request>, Refusal> {
+        if self.request.is_none() {
+            if n == 0 {
+                return Err(Refusal {
+                    response: Vec::new(),
+                    error: HandshakeError::Incomplete.into(),
+                });
+            }
+            self.len = (self.len + n).min(self.buf.len());
+            self.buf.truncate(self.len);
+            let limits = (self.config.max_head_size, self.config.max_headers);
+            let end = http::check_head(&self.buf, &mut self.scan, limits.0, limits.1)
+                .map_err(Refusal::bad_head)?;
+            let Some(end) = end else {
+                return Ok(None);
+            };
+            let request = Request::parse(&self.buf[..end], limits.1).map_err(Refusal::bad_head)?;
+            self.request = Some((request, end));
+        }
+        Ok(self.request())
+    }
+
+    /// The request, once its whole head has arrived.
+    pub fn request(&self) -> Option<&Request> {
+        self.request.as_ref().map(|(request, _)| request)
+    }
+
+    /// Whether the request is a valid WebSocket upgrade (what [`accept`](Self::accept)
+    /// would accept).
+    pub fn is_websocket(&self) -> bool {
+        self.request().is_some_and(|r| check_request(r).is_ok())
+    }
+
+    /// Accepts the upgrade (see [`accept_with`](Self::accept_with)).
+    pub fn accept(self) -> Result<Connection, Refusal> {
+        self.accept_with(|_, _| Ok(()))
+    }
+
+    /// Accepts the upgrade after `callback` approved and shaped the 101, as
+    /// [`accept_with`](crate::accept_with) does: returns the connection, with the 101 as
+    /// the start of its output, or the refusal to send (400, 405, 426, 505 for an invalid
+    /// request, the callback's [`Rejection`], 500 for an invalid response).
+    pub fn accept_with<F>(self, callback: F) -> Result<Connection, Refusal>
+    where
+        F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
+    {
+        let Some((request, _)) = &self.request else {
+            return Err(Refusal {
+                response: Vec::new(),
+                error: Error::InvalidInput("the request has not arrived yet"),
+            });
+        };
+        let (head, agreed) = upgrade(request, &self.config, callback)?;
+        let (config, _, buffered) = self.into_parts();
+        let mut conn = Connection::from_parts(Role::Server, config, buffered, None);
+        #[cfg(feature = "deflate")]
+        if let Some(params) = agreed {
+            conn.set_deflate(params);
+        }
+        #[cfg(not(feature = "deflate"))]
+        let () = agreed;
+        conn.out.sender.append(&head, None, 0);
+        Ok(conn)
+    }
+
+    /// The bytes of a refusal (e.g. 503 when the server is full): write them, then close.
+    pub fn reject(self, rejection: &Rejection) -> Vec<u8> {
+        rejection.to_bytes()
+    }
+
+    /// The bytes of a plain HTTP answer to the request (a page, say): `status` (200-599),
+    /// a `Content-Type` and the body. Write them, then close.
+    pub fn respond(self, status: u16, content_type: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
+        http_answer(status, content_type, body)
+    }
+
+    /// The configuration, the request and the bytes that followed its head.
+    fn into_parts(self) -> (Config, Request, Vec<u8>) {
+        let (request, end) = self.request.expect("the request arrived");
+        let mut buf = self.buf;
+        buf.truncate(self.len);
+        buf.drain(..end);
+        (self.config, request, buf)
+    }
+}
+
+/// A plain HTTP/1.1 response that closes the connection.
+fn http_answer(status: u16, content_type: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
+    if !http::is_valid_value(content_type) {
+        return Err(Error::InvalidInput("invalid Content-Type"));
+    }
+    if !(200..=599).contains(&status) {
+        return Err(Error::InvalidInput("HTTP status must be 200-599"));
+    }
+    let head = response_head(status, &[("Content-Type", content_type)], body.len());
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    Ok(bytes)
 }
 
 #[cfg(test)]
