@@ -2,12 +2,19 @@
 //!
 //! Protocol violations carry the close code that was sent to the peer (RFC 6455 §7.4.1), so a
 //! log line can say exactly why the connection was failed.
+//!
+//! This file sits above the pure protocol files: they report with their own small error
+//! types ([`UrlError`] from url.rs), which [`Error`] wraps with `From`. Those types are
+//! re-exported here, so `crate::error` still names every error type and their public paths
+//! (`stdws::UrlError`, ...) stay as they were.
 
 use std::fmt;
 use std::io;
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::handshake::Response;
+
+pub use crate::url::UrlError;
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -378,48 +385,3 @@ impl fmt::Display for HandshakeError {
 }
 
 impl std::error::Error for HandshakeError {}
-
-/// Why a WebSocket URL was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum UrlError {
-    /// The scheme is not `ws` or `wss`.
-    UnsupportedScheme(String),
-    /// The URL has no host.
-    MissingHost,
-    /// The port is not a number between 1 and 65535.
-    InvalidPort,
-    /// The URL contains characters that cannot appear in a request line (spaces, controls,
-    /// a fragment) or is otherwise malformed.
-    Malformed(&'static str),
-    /// `wss://` needs TLS, which [`connect`](crate::connect) does not provide: use
-    /// `stdws::tls::connect` (feature `rustls`), or open a TLS stream yourself and pass it
-    /// to [`client`](crate::client).
-    TlsRequired,
-    /// Name resolution gave no address.
-    NoAddress,
-}
-
-impl fmt::Display for UrlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UrlError::UnsupportedScheme(s) => write!(f, "scheme {s:?} is not ws or wss"),
-            UrlError::MissingHost => f.write_str("no host"),
-            UrlError::InvalidPort => f.write_str("invalid port"),
-            UrlError::Malformed(what) => f.write_str(what),
-            #[cfg(not(feature = "rustls"))]
-            UrlError::TlsRequired => f.write_str(
-                "wss:// needs TLS: open a TLS stream to the host yourself and pass it to \
-                 stdws::client(url, stream), or enable stdws's `rustls` feature",
-            ),
-            #[cfg(feature = "rustls")]
-            UrlError::TlsRequired => f.write_str(
-                "wss:// needs TLS, which stdws::connect does not do: use stdws::tls::connect \
-                 (or ClientBuilder::connect_tls)",
-            ),
-            UrlError::NoAddress => f.write_str("host name resolved to no address"),
-        }
-    }
-}
-
-impl std::error::Error for UrlError {}
