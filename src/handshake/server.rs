@@ -9,7 +9,8 @@ use base64::Engine;
 
 use crate::config::Config;
 use crate::error::{Error, HandshakeError};
-use crate::handshake::{derive_accept_key, handshake_deadline, read_head, reason_phrase, Request};
+use crate::handshake::io::read_head;
+use crate::handshake::{derive_accept_key, handshake_deadline, reason_phrase, Request};
 use crate::http;
 use crate::websocket::{Role, WebSocket};
 
@@ -386,7 +387,7 @@ impl<T: Read + Write> IncomingRequest<T> {
         let ws =
             WebSocket::from_handshake(self.stream, Role::Server, self.config, self.buffered, None);
         #[cfg(feature = "deflate")]
-        let ws = crate::handshake::with_deflate(ws, deflate.map(|(params, _)| params));
+        let ws = crate::handshake::io::with_deflate(ws, deflate.map(|(params, _)| params));
         Ok(ws)
     }
 
