@@ -3,15 +3,16 @@
 //! Protocol violations carry the close code that was sent to the peer (RFC 6455 §7.4.1), so a
 //! log line can say exactly why the connection was failed.
 //!
-//! This file sits above the pure protocol files: they report with their own small error
-//! types ([`HandshakeError`] from http.rs, [`UrlError`] from url.rs), which [`Error`] wraps with `From`. Those types are
-//! re-exported here, so `crate::error` still names every error type and their public paths
-//! (`stdws::HandshakeError`, `stdws::UrlError`, ...) stay as they were.
+//! This file sits above the pure protocol files, which report with their own small error
+//! types: [`HandshakeError`] (http.rs) and [`UrlError`] (url.rs), re-exported here so that
+//! `crate::error` still names every error type and their public paths
+//! (`stdws::HandshakeError`, `stdws::UrlError`) stay as they were; and the crate-private
+//! close body checks of close/body.rs. [`Error`] takes each of them with `From`.
 
 use std::fmt;
 use std::io;
 
-use crate::close::{CloseCode, CloseFrame};
+use crate::close::{CloseCode, CloseFrame, InvalidCloseBody, Unsendable};
 use crate::handshake::Response;
 
 pub use crate::http::HandshakeError;
@@ -192,6 +193,22 @@ impl From<HandshakeError> for Error {
 impl From<UrlError> for Error {
     fn from(e: UrlError) -> Self {
         Error::Url(e)
+    }
+}
+
+impl From<InvalidCloseBody> for Error {
+    fn from(e: InvalidCloseBody) -> Self {
+        match e {
+            InvalidCloseBody::OneByte => Error::Protocol(ProtocolError::InvalidClosePayload),
+            InvalidCloseBody::Code(code) => Error::Protocol(ProtocolError::InvalidCloseCode(code)),
+            InvalidCloseBody::Utf8 => Error::Utf8,
+        }
+    }
+}
+
+impl From<Unsendable> for Error {
+    fn from(e: Unsendable) -> Self {
+        Error::InvalidInput(e.0)
     }
 }
 
