@@ -2,12 +2,23 @@
 //!
 //! Protocol violations carry the close code that was sent to the peer (RFC 6455 §7.4.1), so a
 //! log line can say exactly why the connection was failed.
+//!
+//! This file sits above the pure protocol files, which report with their own small error
+//! types: [`ProtocolError`] (protocol.rs), [`HandshakeError`] (http.rs) and [`UrlError`]
+//! (url.rs), re-exported here so that `crate::error` still names every error type and their
+//! public paths (`stdws::ProtocolError`, `stdws::HandshakeError`, `stdws::UrlError`) stay as
+//! they were; and the crate-private close body checks of close/body.rs. [`Error`] takes each
+//! of them with `From`.
 
 use std::fmt;
 use std::io;
 
-use crate::close::{CloseCode, CloseFrame};
+use crate::close::{CloseCode, CloseFrame, InvalidCloseBody, Unsendable};
 use crate::handshake::Response;
+
+pub use crate::http::HandshakeError;
+pub use crate::protocol::ProtocolError;
+pub use crate::url::UrlError;
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -187,81 +198,21 @@ impl From<UrlError> for Error {
     }
 }
 
-/// A violation of RFC 6455 framing rules by the peer (close code 1002 unless noted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ProtocolError {
-    /// RSV1, RSV2 or RSV3 was set without a negotiated extension (§5.2).
-    ReservedBits,
-    /// An opcode reserved for future use (3-7, 11-15) (§5.2).
-    ReservedOpcode(u8),
-    /// The 64-bit payload length had its most significant bit set (§5.2).
-    InvalidLength,
-    /// A server received an unmasked frame (§5.1).
-    UnmaskedFrame,
-    /// A client received a masked frame (§5.1).
-    MaskedFrame,
-    /// A control frame had a payload over 125 bytes (§5.5).
-    ControlFrameTooLong,
-    /// A control frame had FIN clear (§5.5).
-    FragmentedControlFrame,
-    /// A continuation frame arrived with no fragmented message to continue (§5.4).
-    UnexpectedContinuation,
-    /// A text or binary frame arrived while a fragmented message was unfinished (§5.4).
-    ExpectedContinuation,
-    /// A close frame with a 1-byte payload (§5.5.1).
-    InvalidClosePayload,
-    /// A close frame carried a code that may not be used on the wire (§7.4).
-    InvalidCloseCode(u16),
-    /// Data arrived after the peer's close frame (§5.5.1).
-    DataAfterClose,
-    /// A compressed message (permessage-deflate, RFC 7692) did not inflate: close code 1007.
-    InvalidCompressedData,
-    /// RSV1 on a control or continuation frame of a permessage-deflate connection (RFC 7692
-    /// §6.1).
-    MisplacedCompressionBit,
-}
-
-impl ProtocolError {
-    /// The close code sent to the peer for this violation.
-    pub fn close_code(&self) -> CloseCode {
-        match self {
-            ProtocolError::InvalidCompressedData => CloseCode::INVALID_DATA,
-            _ => CloseCode::PROTOCOL_ERROR,
+impl From<InvalidCloseBody> for Error {
+    fn from(e: InvalidCloseBody) -> Self {
+        match e {
+            InvalidCloseBody::OneByte => Error::Protocol(ProtocolError::InvalidClosePayload),
+            InvalidCloseBody::Code(code) => Error::Protocol(ProtocolError::InvalidCloseCode(code)),
+            InvalidCloseBody::Utf8 => Error::Utf8,
         }
     }
 }
 
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProtocolError::ReservedBits => f.write_str("reserved bits set without an extension"),
-            ProtocolError::InvalidCompressedData => f.write_str("compressed data does not inflate"),
-            ProtocolError::MisplacedCompressionBit => {
-                f.write_str("RSV1 on a control or continuation frame")
-            }
-            ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
-            ProtocolError::InvalidLength => f.write_str("64-bit payload length with top bit set"),
-            ProtocolError::UnmaskedFrame => f.write_str("unmasked frame from client"),
-            ProtocolError::MaskedFrame => f.write_str("masked frame from server"),
-            ProtocolError::ControlFrameTooLong => {
-                f.write_str("control frame payload longer than 125 bytes")
-            }
-            ProtocolError::FragmentedControlFrame => f.write_str("fragmented control frame"),
-            ProtocolError::UnexpectedContinuation => {
-                f.write_str("continuation frame without a message to continue")
-            }
-            ProtocolError::ExpectedContinuation => {
-                f.write_str("new data frame inside a fragmented message")
-            }
-            ProtocolError::InvalidClosePayload => f.write_str("close frame with 1-byte payload"),
-            ProtocolError::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
-            ProtocolError::DataAfterClose => f.write_str("data after close frame"),
-        }
+impl From<Unsendable> for Error {
+    fn from(e: Unsendable) -> Self {
+        Error::InvalidInput(e.0)
     }
 }
-
-impl std::error::Error for ProtocolError {}
 
 /// A size limit was exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,125 +252,3 @@ impl fmt::Display for CapacityError {
 }
 
 impl std::error::Error for CapacityError {}
-
-/// Why an opening handshake failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HandshakeError {
-    /// The HTTP head could not be parsed.
-    Malformed(&'static str),
-    /// The HTTP head exceeded `Config::max_head_size`.
-    HeadTooLarge,
-    /// The HTTP head had more than `Config::max_headers` header lines.
-    TooManyHeaders,
-    /// The stream ended before the HTTP head was complete.
-    Incomplete,
-    /// The request method was not GET.
-    Method(String),
-    /// The HTTP version is below 1.1.
-    HttpVersion,
-    /// A required header is missing or has an unacceptable value.
-    Header(&'static str),
-    /// The client asked for a WebSocket version other than 13.
-    UnsupportedVersion,
-    /// The server's `Sec-WebSocket-Accept` does not match the key the client sent.
-    AcceptMismatch,
-    /// The server chose a subprotocol the client did not offer (or none was offered).
-    UnexpectedSubprotocol(String),
-    /// The server enabled an extension the client did not offer.
-    UnexpectedExtension(String),
-    /// The server accepted permessage-deflate with parameters the client's offer does not
-    /// allow (unknown or repeated parameters, invalid values, a window larger than asked,
-    /// a requested parameter left out, more than one extension).
-    InvalidExtension {
-        /// The server's `Sec-WebSocket-Extensions` value.
-        value: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The server application refused the request with this HTTP status.
-    Rejected(u16),
-    /// The handshake did not finish within the configured time.
-    TimedOut,
-}
-
-impl fmt::Display for HandshakeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HandshakeError::Malformed(what) => write!(f, "malformed HTTP head: {what}"),
-            HandshakeError::HeadTooLarge => f.write_str("HTTP head too large"),
-            HandshakeError::TooManyHeaders => f.write_str("too many HTTP headers"),
-            HandshakeError::Incomplete => f.write_str("stream ended during the handshake"),
-            HandshakeError::Method(m) => write!(f, "method {m} is not GET"),
-            HandshakeError::HttpVersion => f.write_str("HTTP version below 1.1"),
-            HandshakeError::Header(what) => write!(f, "{what}"),
-            HandshakeError::UnsupportedVersion => {
-                f.write_str("unsupported Sec-WebSocket-Version (only 13 is supported)")
-            }
-            HandshakeError::AcceptMismatch => f.write_str("wrong Sec-WebSocket-Accept"),
-            HandshakeError::UnexpectedSubprotocol(p) => {
-                write!(f, "server chose subprotocol {p:?} that was not offered")
-            }
-            HandshakeError::UnexpectedExtension(e) => {
-                write!(f, "server enabled extension {e:?} that was not offered")
-            }
-            HandshakeError::InvalidExtension { value, reason } => {
-                write!(
-                    f,
-                    "server's Sec-WebSocket-Extensions {value:?} is invalid: {reason}"
-                )
-            }
-            HandshakeError::Rejected(status) => {
-                write!(f, "request rejected by the application with HTTP {status}")
-            }
-            HandshakeError::TimedOut => f.write_str("handshake timed out"),
-        }
-    }
-}
-
-impl std::error::Error for HandshakeError {}
-
-/// Why a WebSocket URL was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum UrlError {
-    /// The scheme is not `ws` or `wss`.
-    UnsupportedScheme(String),
-    /// The URL has no host.
-    MissingHost,
-    /// The port is not a number between 1 and 65535.
-    InvalidPort,
-    /// The URL contains characters that cannot appear in a request line (spaces, controls,
-    /// a fragment) or is otherwise malformed.
-    Malformed(&'static str),
-    /// `wss://` needs TLS, which [`connect`](crate::connect) does not provide: use
-    /// `stdws::tls::connect` (feature `rustls`), or open a TLS stream yourself and pass it
-    /// to [`client`](crate::client).
-    TlsRequired,
-    /// Name resolution gave no address.
-    NoAddress,
-}
-
-impl fmt::Display for UrlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UrlError::UnsupportedScheme(s) => write!(f, "scheme {s:?} is not ws or wss"),
-            UrlError::MissingHost => f.write_str("no host"),
-            UrlError::InvalidPort => f.write_str("invalid port"),
-            UrlError::Malformed(what) => f.write_str(what),
-            #[cfg(not(feature = "rustls"))]
-            UrlError::TlsRequired => f.write_str(
-                "wss:// needs TLS: open a TLS stream to the host yourself and pass it to \
-                 stdws::client(url, stream), or enable stdws's `rustls` feature",
-            ),
-            #[cfg(feature = "rustls")]
-            UrlError::TlsRequired => f.write_str(
-                "wss:// needs TLS, which stdws::connect does not do: use stdws::tls::connect \
-                 (or ClientBuilder::connect_tls)",
-            ),
-            UrlError::NoAddress => f.write_str("host name resolved to no address"),
-        }
-    }
-}
-
-impl std::error::Error for UrlError {}

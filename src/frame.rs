@@ -19,7 +19,7 @@
 //! bytes are needed, like `httparse`. Rules that depend on the connection (who must mask,
 //! which RSV bits an extension allows, limits) are checked by the caller.
 
-use crate::error::ProtocolError;
+use crate::protocol::ProtocolError;
 
 /// The longest possible frame header: 2 + 8 (64-bit length) + 4 (mask).
 pub const MAX_HEADER_LEN: usize = 14;

@@ -4,8 +4,91 @@
 //! Lines may end in CRLF or a bare LF (RFC 9112 §2.2). Obsolete line folding, header names
 //! that are not tokens, whitespace before the colon, control characters and non-UTF-8 values
 //! are refused rather than guessed at.
+//!
+//! This file also owns [`HandshakeError`], why an opening handshake failed (RFC 6455 §4.1,
+//! §4.2.1; RFC 7692 §5 for permessage-deflate): the head parser below, the handshake's
+//! request and response checks and the extension negotiation all report with it. `error.rs`
+//! wraps it in `Error::Handshake` and re-exports it, so its public path stays
+//! `stdws::HandshakeError`.
 
-use crate::error::HandshakeError;
+use std::fmt;
+
+/// Why an opening handshake failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The HTTP head could not be parsed.
+    Malformed(&'static str),
+    /// The HTTP head exceeded `Config::max_head_size`.
+    HeadTooLarge,
+    /// The HTTP head had more than `Config::max_headers` header lines.
+    TooManyHeaders,
+    /// The stream ended before the HTTP head was complete.
+    Incomplete,
+    /// The request method was not GET.
+    Method(String),
+    /// The HTTP version is below 1.1.
+    HttpVersion,
+    /// A required header is missing or has an unacceptable value.
+    Header(&'static str),
+    /// The client asked for a WebSocket version other than 13.
+    UnsupportedVersion,
+    /// The server's `Sec-WebSocket-Accept` does not match the key the client sent.
+    AcceptMismatch,
+    /// The server chose a subprotocol the client did not offer (or none was offered).
+    UnexpectedSubprotocol(String),
+    /// The server enabled an extension the client did not offer.
+    UnexpectedExtension(String),
+    /// The server accepted permessage-deflate with parameters the client's offer does not
+    /// allow (unknown or repeated parameters, invalid values, a window larger than asked,
+    /// a requested parameter left out, more than one extension).
+    InvalidExtension {
+        /// The server's `Sec-WebSocket-Extensions` value.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The server application refused the request with this HTTP status.
+    Rejected(u16),
+    /// The handshake did not finish within the configured time.
+    TimedOut,
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Malformed(what) => write!(f, "malformed HTTP head: {what}"),
+            HandshakeError::HeadTooLarge => f.write_str("HTTP head too large"),
+            HandshakeError::TooManyHeaders => f.write_str("too many HTTP headers"),
+            HandshakeError::Incomplete => f.write_str("stream ended during the handshake"),
+            HandshakeError::Method(m) => write!(f, "method {m} is not GET"),
+            HandshakeError::HttpVersion => f.write_str("HTTP version below 1.1"),
+            HandshakeError::Header(what) => write!(f, "{what}"),
+            HandshakeError::UnsupportedVersion => {
+                f.write_str("unsupported Sec-WebSocket-Version (only 13 is supported)")
+            }
+            HandshakeError::AcceptMismatch => f.write_str("wrong Sec-WebSocket-Accept"),
+            HandshakeError::UnexpectedSubprotocol(p) => {
+                write!(f, "server chose subprotocol {p:?} that was not offered")
+            }
+            HandshakeError::UnexpectedExtension(e) => {
+                write!(f, "server enabled extension {e:?} that was not offered")
+            }
+            HandshakeError::InvalidExtension { value, reason } => {
+                write!(
+                    f,
+                    "server's Sec-WebSocket-Extensions {value:?} is invalid: {reason}"
+                )
+            }
+            HandshakeError::Rejected(status) => {
+                write!(f, "request rejected by the application with HTTP {status}")
+            }
+            HandshakeError::TimedOut => f.write_str("handshake timed out"),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}
 
 /// HTTP header fields in the order received. Names compare case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -79,6 +79,7 @@ mod keepalive;
 mod mask;
 mod message;
 mod outgoing;
+mod protocol;
 mod rand;
 mod receiver;
 mod sender;

@@ -2,8 +2,56 @@
 //!
 //! `ws[s]://host[:port][/path][?query]` with default ports 80 and 443, IPv6 literals in
 //! brackets, and no fragment (§3: "Fragment identifiers ... MUST NOT be used").
+//!
+//! A URL that does not fit is refused with this file's own [`UrlError`]; `error.rs` wraps it
+//! in `Error::Url` and re-exports it, so its public path stays `stdws::UrlError`.
 
-use crate::error::UrlError;
+use std::fmt;
+
+/// Why a WebSocket URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// The scheme is not `ws` or `wss`.
+    UnsupportedScheme(String),
+    /// The URL has no host.
+    MissingHost,
+    /// The port is not a number between 1 and 65535.
+    InvalidPort,
+    /// The URL contains characters that cannot appear in a request line (spaces, controls,
+    /// a fragment) or is otherwise malformed.
+    Malformed(&'static str),
+    /// `wss://` needs TLS, which [`connect`](crate::connect) does not provide: use
+    /// `stdws::tls::connect` (feature `rustls`), or open a TLS stream yourself and pass it
+    /// to [`client`](crate::client).
+    TlsRequired,
+    /// Name resolution gave no address.
+    NoAddress,
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlError::UnsupportedScheme(s) => write!(f, "scheme {s:?} is not ws or wss"),
+            UrlError::MissingHost => f.write_str("no host"),
+            UrlError::InvalidPort => f.write_str("invalid port"),
+            UrlError::Malformed(what) => f.write_str(what),
+            #[cfg(not(feature = "rustls"))]
+            UrlError::TlsRequired => f.write_str(
+                "wss:// needs TLS: open a TLS stream to the host yourself and pass it to \
+                 stdws::client(url, stream), or enable stdws's `rustls` feature",
+            ),
+            #[cfg(feature = "rustls")]
+            UrlError::TlsRequired => f.write_str(
+                "wss:// needs TLS, which stdws::connect does not do: use stdws::tls::connect \
+                 (or ClientBuilder::connect_tls)",
+            ),
+            UrlError::NoAddress => f.write_str("host name resolved to no address"),
+        }
+    }
+}
+
+impl std::error::Error for UrlError {}
 
 /// A parsed WebSocket URL.
 #[derive(Debug, Clone, PartialEq, Eq)]

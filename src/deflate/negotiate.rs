@@ -13,8 +13,7 @@
 //! §7.1).
 
 use crate::deflate::DeflateConfig;
-use crate::error::HandshakeError;
-use crate::http::is_tchar;
+use crate::http::{is_tchar, HandshakeError};
 
 /// The extension's registered name (§7).
 const NAME: &str = "permessage-deflate";

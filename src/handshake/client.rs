@@ -16,7 +16,8 @@ use base64::Engine;
 
 use crate::config::Config;
 use crate::error::{is_retryable, Error, HandshakeError, UrlError};
-use crate::handshake::{derive_accept_key, handshake_deadline, read_head, Response};
+use crate::handshake::io::read_head;
+use crate::handshake::{derive_accept_key, handshake_deadline, Response};
 use crate::http;
 use crate::rand::Rng;
 use crate::url::WsUrl;
@@ -185,7 +186,7 @@ impl ClientBuilder {
         let agreed = check_response(&response, &key, &self.subprotocols, &self.config)?;
         let ws = WebSocket::from_handshake(stream, Role::Client, self.config, buf, Some(rng));
         #[cfg(feature = "deflate")]
-        let ws = crate::handshake::with_deflate(ws, agreed);
+        let ws = crate::handshake::io::with_deflate(ws, agreed);
         #[cfg(not(feature = "deflate"))]
         let () = agreed;
         Ok((ws, response))

@@ -344,7 +344,7 @@ impl<T: Read + Write> IncomingRequest<T> {
         let ws =
             WebSocket::from_handshake(self.stream, Role::Server, self.config, self.buffered, None);
         #[cfg(feature = "deflate")]
-        let ws = crate::handshake::with_deflate(ws, agreed);
+        let ws = crate::handshake::io::with_deflate(ws, agreed);
         #[cfg(not(feature = "deflate"))]
         let () = agreed;
         Ok(ws)

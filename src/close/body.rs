@@ -1,11 +1,16 @@
-//! Close codes and close frame bodies (RFC 6455 §5.5.1, §7.4).
+//! Close codes and close frame bodies (RFC 6455 §5.5.1, §7.4), as pure functions over byte
+//! slices.
 //!
 //! A close body is empty, or a 2-byte big-endian code followed by a UTF-8 reason. The whole
 //! body is a control payload, so the reason is at most 123 bytes.
+//!
+//! This file names nothing else in the crate, so that the crate-wide `Error` (in `error.rs`)
+//! can carry a [`CloseFrame`] and a [`CloseCode`]: a body or frame it refuses is reported
+//! with its own [`InvalidCloseBody`] or [`Unsendable`], which `error.rs` turns into an
+//! `Error` with `From`. `close/mod.rs`, the public `stdws::close` module, re-exports what is
+//! public here.
 
 use std::fmt;
-
-use crate::error::{Error, ProtocolError};
 
 /// Longest close reason that fits a control frame (125 bytes minus the 2-byte code).
 pub const MAX_REASON_LEN: usize = 123;
@@ -96,14 +101,14 @@ impl CloseFrame {
     }
 
     /// Checks that this frame may be sent: a valid code and a reason of at most 123 bytes.
-    pub(crate) fn check_sendable(&self) -> Result<(), Error> {
+    pub(crate) fn check_sendable(&self) -> Result<(), Unsendable> {
         if !self.code.is_valid() {
-            return Err(Error::InvalidInput(
+            return Err(Unsendable(
                 "close code may not be sent (valid: 1000-1003, 1007-1011, 3000-4999)",
             ));
         }
         if self.reason.len() > MAX_REASON_LEN {
-            return Err(Error::InvalidInput("close reason longer than 123 bytes"));
+            return Err(Unsendable("close reason longer than 123 bytes"));
         }
         Ok(())
     }
@@ -125,18 +130,36 @@ impl fmt::Display for CloseFrame {
     }
 }
 
+/// A close frame that may not be sent (§5.5.1, §7.4.1), and why. `error.rs` reports it as
+/// `Error::InvalidInput` with this text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unsendable(pub(crate) &'static str);
+
+/// Why a received close body was refused (§5.5.1, §7.4). `error.rs` reports each case as the
+/// `Error` named below, which fails the connection with the close code in parentheses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InvalidCloseBody {
+    /// A 1-byte body: `ProtocolError::InvalidClosePayload` (1002).
+    OneByte,
+    /// A code that may not be used on the wire: `ProtocolError::InvalidCloseCode` (1002).
+    Code(u16),
+    /// A reason that is not UTF-8: `Error::Utf8` (1007).
+    Utf8,
+}
+
 /// Parses a received close body. An empty body is `None`; a 1-byte body, an invalid code
-/// (1002) or a non-UTF-8 reason (1007) is an error.
-pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseFrame>, Error> {
+/// (1002) or a non-UTF-8 reason (1007) is an error. The public
+/// `stdws::close::parse_close_payload` is this, reporting with the crate-wide `Error`.
+pub(crate) fn parse(payload: &[u8]) -> Result<Option<CloseFrame>, InvalidCloseBody> {
     match payload {
         [] => Ok(None),
-        [_] => Err(ProtocolError::InvalidClosePayload.into()),
+        [_] => Err(InvalidCloseBody::OneByte),
         [hi, lo, reason @ ..] => {
             let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
             if !code.is_valid() {
-                return Err(ProtocolError::InvalidCloseCode(code.0).into());
+                return Err(InvalidCloseBody::Code(code.0));
             }
-            let reason = std::str::from_utf8(reason).map_err(|_| Error::Utf8)?;
+            let reason = std::str::from_utf8(reason).map_err(|_| InvalidCloseBody::Utf8)?;
             Ok(Some(CloseFrame {
                 code,
                 reason: reason.to_owned(),
@@ -167,23 +190,14 @@ mod tests {
 
     #[test]
     fn parses_close_bodies() {
-        assert_eq!(parse_close_payload(&[]).unwrap(), None);
-        assert!(matches!(
-            parse_close_payload(&[3]),
-            Err(Error::Protocol(ProtocolError::InvalidClosePayload))
-        ));
-        let f = parse_close_payload(&[0x03, 0xe8, b'o', b'k'])
-            .unwrap()
-            .unwrap();
-        assert_eq!(f, CloseFrame::new(1000, "ok"));
-        assert!(matches!(
-            parse_close_payload(&[0x03, 0xed]),
-            Err(Error::Protocol(ProtocolError::InvalidCloseCode(1005)))
-        ));
-        assert!(matches!(
-            parse_close_payload(&[0x03, 0xe8, 0xff]),
-            Err(Error::Utf8)
-        ));
+        assert_eq!(parse(&[]), Ok(None));
+        assert_eq!(parse(&[3]), Err(InvalidCloseBody::OneByte));
+        assert_eq!(
+            parse(&[0x03, 0xe8, b'o', b'k']),
+            Ok(Some(CloseFrame::new(1000, "ok")))
+        );
+        assert_eq!(parse(&[0x03, 0xed]), Err(InvalidCloseBody::Code(1005)));
+        assert_eq!(parse(&[0x03, 0xe8, 0xff]), Err(InvalidCloseBody::Utf8));
     }
 
     #[test]
