@@ -15,7 +15,7 @@ use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::time::Instant;
 
 use crate::close::CloseFrame;
-use crate::error::{is_retryable, CapacityError, Error, Result};
+use crate::error::{is_retryable, CapacityError, Error, ProtocolError, Result};
 use crate::frame::OpCode;
 use crate::keepalive::{Tick, Timer};
 use crate::message::Message;
@@ -214,7 +214,9 @@ pub(crate) fn fill<R: Read>(receiver: &mut Receiver, stream: &mut R) -> std::io:
 
 /// Reports the completed closing handshake: pushes out a close reply that is still queued,
 /// lets a client wait for the server to close TCP first (RFC 6455 §7.1.1), then returns
-/// `ConnectionClosed` once.
+/// `ConnectionClosed` once. A server that sends anything after its close frame breaks
+/// §5.5.1: the client ends at once with `DataAfterClose` instead (no close frame goes out
+/// for it, the closing handshake being over).
 fn report_closed<H: Halves>(halves: &mut H, receiver: &mut Receiver, role: Role) -> Error {
     if let Err(e) = halves.flush_close_reply() {
         if e.is_would_block() {
@@ -223,7 +225,11 @@ fn report_closed<H: Halves>(halves: &mut H, receiver: &mut Receiver, role: Role)
     }
     if role == Role::Client {
         loop {
-            receiver.discard_buffered();
+            if receiver.discard_buffered() {
+                // Ends the connection (state and report) like `ConnectionClosed` would.
+                let _ = halves.report_closed();
+                return ProtocolError::DataAfterClose.into();
+            }
             match fill(receiver, halves.reader()) {
                 Ok(n) if n > 0 => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

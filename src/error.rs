@@ -29,7 +29,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// | how it ended | first call after that returns | later calls return |
 /// |---|---|---|
-/// | peer's close frame received (either side started the closing handshake) | `read()` returns `Ok(Message::Close(..))`, then [`Error::ConnectionClosed`] | [`Error::AlreadyClosed`] |
+/// | peer's close frame received (either side started the closing handshake) | `read()` returns `Ok(Message::Close(..))`, then [`Error::ConnectionClosed`] (a client: [`ProtocolError::DataAfterClose`] if the server sent more after its close) | [`Error::AlreadyClosed`] |
 /// | stream ended without a close frame | [`Error::AbnormalClosure`] | [`Error::AlreadyClosed`] |
 /// | peer broke the protocol | [`Error::Protocol`], [`Error::Utf8`] or [`Error::Capacity`] (a close frame with the matching code was sent) | [`Error::AlreadyClosed`] |
 /// | I/O error other than `WouldBlock`/`TimedOut`/`Interrupted` | [`Error::Io`] | [`Error::AlreadyClosed`] |
@@ -47,7 +47,8 @@ pub enum Error {
     /// The server answered the client's handshake with a status other than 101.
     /// The response (status, headers and up to 64 KiB of body) is included.
     Http(Box<Response>),
-    /// The peer violated RFC 6455. A close frame with [`ProtocolError::close_code`] was sent.
+    /// The peer violated RFC 6455. A close frame with [`ProtocolError::close_code`] was sent
+    /// (not for [`ProtocolError::DataAfterClose`]: it comes after the closing handshake).
     Protocol(ProtocolError),
     /// A text message or close reason was not valid UTF-8. A close frame with code 1007 was
     /// sent.
@@ -91,6 +92,8 @@ impl Error {
     /// The close code that was sent to the peer because of this error, if any.
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
+            // Seen after the closing handshake, when no close frame can go out any more.
+            Error::Protocol(ProtocolError::DataAfterClose) => None,
             Error::Protocol(p) => Some(p.close_code()),
             Error::Utf8 => Some(CloseCode::INVALID_DATA),
             Error::Capacity(CapacityError::WriteBufferFull) => None,

@@ -37,7 +37,11 @@ pub enum ProtocolError {
     InvalidClosePayload,
     /// A close frame carried a code that may not be used on the wire (§7.4).
     InvalidCloseCode(u16),
-    /// Data arrived after the peer's close frame (§5.5.1).
+    /// Data arrived after the peer's close frame (§5.5.1). A client reports it instead of
+    /// [`Error::ConnectionClosed`](crate::Error::ConnectionClosed) when the server sends
+    /// anything after its close frame while the client waits for the server's TCP end. The
+    /// closing handshake is already over, so no close frame is sent for it
+    /// ([`Error::close_code`](crate::Error::close_code) is `None`).
     DataAfterClose,
     /// A compressed message (permessage-deflate, RFC 7692) did not inflate: close code 1007.
     InvalidCompressedData,
@@ -47,7 +51,8 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
-    /// The close code sent to the peer for this violation.
+    /// The close code sent to the peer for this violation (none is sent for
+    /// [`DataAfterClose`](Self::DataAfterClose): this is the code that would fit).
     pub fn close_code(&self) -> CloseCode {
         match self {
             ProtocolError::InvalidCompressedData => CloseCode::INVALID_DATA,

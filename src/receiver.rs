@@ -575,10 +575,13 @@ impl Receiver {
         }
     }
 
-    /// Drops buffered input (used while waiting for the peer's EOF after the close).
-    pub fn discard_buffered(&mut self) {
+    /// Drops buffered input (used while waiting for the peer's EOF after the close);
+    /// returns whether there was any.
+    pub fn discard_buffered(&mut self) -> bool {
+        let any = self.start < self.end;
         self.start = 0;
         self.end = 0;
+        any
     }
 
     fn check_header(&self, header: &FrameHeader) -> Result<(), Error> {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 /// Read/write timeouts and shutdown of the transport under a stream.
 ///
-/// Implemented for `TcpStream` and (on Unix) `UnixStream`, and for references to them. It
+/// Implemented for `TcpStream` and (on Unix) `UnixStream`, and for `&S` and `&mut S` of any
+/// `S: Socket` (only `&mut S` forwards [`close_session`](Self::close_session)). It
 /// lets [`WebSocket::close_and_wait`](crate::WebSocket::close_and_wait) enforce a deadline
 /// and close the transport. Implement it for your own stream type (a TLS wrapper, say) by
 /// forwarding to the socket inside.
@@ -55,6 +56,10 @@ impl_socket!(TcpStream);
 #[cfg(unix)]
 impl_socket!(std::os::unix::net::UnixStream);
 
+/// Forwards everything except [`close_session`](Socket::close_session), which takes
+/// `&mut self` and so cannot reach the socket through a shared reference: it is the default
+/// no-op here, and `close_and_wait` on a `WebSocket<&S>` skips a TLS `close_notify`. Use
+/// `&mut S` (below), which forwards `close_session` too.
 impl<S: Socket + ?Sized> Socket for &S {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         (**self).set_read_timeout(timeout)
@@ -70,5 +75,28 @@ impl<S: Socket + ?Sized> Socket for &S {
     }
     fn shutdown(&self) -> io::Result<()> {
         (**self).shutdown()
+    }
+}
+
+/// Forwards every method, [`close_session`](Socket::close_session) included, so a
+/// `WebSocket<&mut S>` ends a TLS session with `close_notify` like a `WebSocket<S>`.
+impl<S: Socket + ?Sized> Socket for &mut S {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        (**self).read_timeout()
+    }
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_write_timeout(timeout)
+    }
+    fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        (**self).write_timeout()
+    }
+    fn shutdown(&self) -> io::Result<()> {
+        (**self).shutdown()
+    }
+    fn close_session(&mut self) -> io::Result<()> {
+        (**self).close_session()
     }
 }

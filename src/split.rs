@@ -31,8 +31,9 @@
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
 
 use crate::close::{CloseCode, CloseFrame};
 use crate::driver::{read_message, read_payload, read_stream_start, Got, Halves, WriteSide};
@@ -65,10 +66,13 @@ pub(crate) struct Shared<W> {
     state: AtomicU8,
     /// A second handle to the socket, to shut it down while a writer holds `io`.
     control: Option<Box<dyn Socket + Send + Sync>>,
-    /// Held for a whole data message by whoever sends one, so that the fragments of a
-    /// streamed message (sent with `io` locked one frame at a time, letting the reader's
-    /// pongs through) never interleave with another message.
-    message: Mutex<()>,
+    /// The thread whose turn it is to send a data message, held for the whole message so
+    /// that the fragments of a streamed message (sent with `io` locked one frame at a time,
+    /// letting the reader's pongs through) never interleave with another message. Taken by
+    /// [`Shared::turn`], which waits on `turn_free`; no lock is held while the turn is.
+    turn: Mutex<Option<ThreadId>>,
+    /// Signalled when the turn is given back and when the connection stops being open.
+    turn_free: Condvar,
 }
 
 impl<W> std::fmt::Debug for Shared<W> {
@@ -84,6 +88,10 @@ impl<W> std::fmt::Debug for Shared<W> {
 /// without bound.
 const MAX_OWED_PONGS: usize = 32;
 
+/// How often a thread waiting for the turn checks the connection's state anyway (a state
+/// change is signalled, but one that bypasses `mirror` must not leave it waiting forever).
+const TURN_POLL: Duration = Duration::from_millis(100);
+
 impl<W: Write> Shared<W> {
     pub fn new(
         stream: W,
@@ -95,7 +103,8 @@ impl<W: Write> Shared<W> {
             io: Mutex::new(Io { stream, out }),
             pong: Mutex::new(VecDeque::new()),
             control,
-            message: Mutex::new(()),
+            turn: Mutex::new(None),
+            turn_free: Condvar::new(),
         }
     }
 
@@ -124,9 +133,37 @@ impl<W: Write> Shared<W> {
         }
     }
 
-    /// The right to send a data message (see `message`).
-    fn message(&self) -> MutexGuard<'_, ()> {
-        self.message
+    /// Takes the turn to send a data message (see `turn`), waiting while another thread
+    /// has it. Fails with `InvalidInput` if this thread has it (its streamed message is
+    /// unfinished: waiting would never end), and with `AlreadyClosed` if the connection
+    /// stops being open while waiting (a leaked `MessageWriter` never gives the turn back).
+    fn turn(&self) -> Result<Turn<'_, W>> {
+        let me = thread::current().id();
+        let mut holder = self.turn_holder();
+        loop {
+            match *holder {
+                None => {
+                    *holder = Some(me);
+                    return Ok(Turn { shared: self });
+                }
+                Some(id) if id == me => {
+                    return Err(Error::InvalidInput(
+                        "a streamed message is unfinished on this connection: this thread's \
+                         MessageWriter must be finished or dropped first (or it was leaked)",
+                    ))
+                }
+                Some(_) if self.state() != State::Open => return Err(Error::AlreadyClosed),
+                Some(_) => {}
+            }
+            holder = match self.turn_free.wait_timeout(holder, TURN_POLL) {
+                Ok((holder, _)) => holder,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    fn turn_holder(&self) -> MutexGuard<'_, Option<ThreadId>> {
+        self.turn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -158,8 +195,14 @@ impl<W: Write> Shared<W> {
     }
 
     fn mirror(&self, out: &Outgoing) {
-        self.state
-            .store(out.state.state().code(), Ordering::Release);
+        let code = out.state.state().code();
+        let old = self.state.swap(code, Ordering::AcqRel);
+        if old != code && code != State::Open.code() {
+            // Threads waiting for the turn fail now. Taking the lock first means none is
+            // between its state check and its wait.
+            drop(self.turn_holder());
+            self.turn_free.notify_all();
+        }
     }
 
     /// The public state, from the copy readable without the lock.
@@ -429,30 +472,39 @@ impl<W: Write> WriteHalf<W> {
 
     /// Sends a message (a [`Message::Close`] starts the closing handshake). Fails with
     /// `AlreadyClosed` once the closing handshake has started or the connection ended.
+    ///
+    /// A data message waits while another thread sends a streamed one (see
+    /// [`send_stream`](Self::send_stream)).
     pub fn send(&self, message: Message) -> Result<()> {
-        let _message = message.is_data().then(|| self.shared.message());
+        let _turn = if message.is_data() {
+            Some(self.shared.turn()?)
+        } else {
+            None
+        };
         let mut message = message;
         self.with(|w| w.write(&mut message))
     }
 
     /// Sends a text message.
     pub fn send_text(&self, text: &str) -> Result<()> {
-        let _message = self.shared.message();
+        let _turn = self.shared.turn()?;
         self.with(|w| w.queue_data(OpCode::Text, text.as_bytes()))
     }
 
     /// Sends a binary message.
     pub fn send_binary(&self, data: &[u8]) -> Result<()> {
-        let _message = self.shared.message();
+        let _turn = self.shared.turn()?;
         self.with(|w| w.queue_data(OpCode::Binary, data))
     }
 
     /// Starts sending one message as a stream, like
-    /// [`WebSocket::send_stream`](crate::WebSocket::send_stream). Other writers' data
-    /// messages wait until it is finished (or dropped); pings, pongs and closes still go out
-    /// between its fragments.
+    /// [`WebSocket::send_stream`](crate::WebSocket::send_stream). Other threads' data
+    /// messages wait until it is finished or dropped (or fail with `AlreadyClosed` if the
+    /// connection closes meanwhile); pings, pongs and closes still go out between its
+    /// fragments. A data message (or another stream) from the thread that holds the
+    /// writer fails with `InvalidInput` until the writer is finished or dropped.
     pub fn send_stream(&self, kind: MessageKind) -> Result<MessageWriter<'_>> {
-        let turn = self.shared.message();
+        let turn = self.shared.turn()?;
         let fragment = {
             let mut io = self.shared.io();
             let Io { stream, out } = &mut *io;
@@ -489,11 +541,28 @@ impl<W: Write> WriteHalf<W> {
     }
 }
 
+/// The turn to send a data message (see `Shared::turn`), given back when dropped.
+struct Turn<'a, W> {
+    shared: &'a Shared<W>,
+}
+
+impl<W> Drop for Turn<'_, W> {
+    fn drop(&mut self) {
+        *self
+            .shared
+            .turn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        self.shared.turn_free.notify_all();
+    }
+}
+
 /// A [`WriteHalf`] as the sink of a [`MessageWriter`]: holds the turn to send a data
-/// message, and the write lock one frame at a time.
+/// message (given back when the writer is finished or dropped, after its last frame), and
+/// the write lock one frame at a time.
 struct HalfSink<'a, W> {
     shared: &'a Shared<W>,
-    _turn: MutexGuard<'a, ()>,
+    _turn: Turn<'a, W>,
 }
 
 impl<W: Write> HalfSink<'_, W> {

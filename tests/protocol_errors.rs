@@ -386,3 +386,63 @@ fn client_receiving_invalid_utf8_is_1007() {
     assert!(close.mask.is_some());
     assert_eq!(close.close_code(), Some(1007));
 }
+
+/// A server that sends a data frame after its close frame breaks RFC 6455 §5.5.1. The
+/// client, which reads on after the closing handshake to wait for the server's TCP end,
+/// reports `DataAfterClose` instead of `ConnectionClosed`; the closing handshake is over, so
+/// no second close frame goes out (`close_code` is `None`). Both when the frame comes in the
+/// same write as the close and when it comes after the client's close reply.
+#[test]
+fn client_reading_data_after_the_servers_close_is_data_after_close() {
+    for same_write in [true, false] {
+        let what = if same_write {
+            "data in the close frame's write"
+        } else {
+            "data after the close reply"
+        };
+        let server = serve_one(move |stream| {
+            let mut raw = RawConn::new(stream);
+            let close = server_frame(true, 8, &close_body(1000, b"bye"));
+            let late = server_frame(true, 1, b"late");
+            if same_write {
+                raw.accept_upgrade("", &[&close[..], &late[..]].concat());
+            } else {
+                raw.accept_upgrade("", &close);
+            }
+            let reply = raw.read_frame();
+            if !same_write {
+                raw.send(&late);
+            }
+            raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+            (reply, raw.read_to_end())
+        });
+        let (mut ws, _) = ClientBuilder::new(server.url("/")).connect().unwrap();
+        common::set_timeouts(ws.get_ref());
+        match ws.read() {
+            Ok(Message::Close(Some(frame))) => assert_eq!(frame.code.as_u16(), 1000, "{what}"),
+            other => panic!("{what}: expected the server's close, got {other:?}"),
+        }
+        let err = ws.read().unwrap_err();
+        assert!(
+            matches!(err, Error::Protocol(ProtocolError::DataAfterClose)),
+            "{what}: {err:?}"
+        );
+        assert_eq!(
+            err.close_code(),
+            None,
+            "{what}: no close frame is sent for it"
+        );
+        assert!(matches!(ws.read(), Err(Error::AlreadyClosed)), "{what}");
+        drop(ws);
+        let (reply, rest) = server.join_one();
+        assert_eq!(
+            reply.close_code(),
+            Some(1000),
+            "{what}: the close was echoed"
+        );
+        assert!(
+            rest.is_empty(),
+            "{what}: bytes after the close reply: {rest:?}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use common::{
     client_frame, close_body, connect, echo, serve_one, server_and_raw_client, spawn_bounded,
     ws_pair,
 };
-use stdws::{CloseFrame, Config, Error, Message, ReadHalf, WriteHalf};
+use stdws::{CloseFrame, Config, Error, Message, MessageKind, ReadHalf, WriteHalf};
 
 /// How long any thread of these tests may take.
 const DEADLINE: Duration = Duration::from_secs(8);
@@ -974,4 +974,115 @@ fn reader_reports_the_end_after_a_writer_io_error() {
         matches!(first, Err(Error::AbnormalClosure) | Err(Error::Io(_))),
         "the reader's first read after the writer's {error:?}: {first:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Streamed messages and the turn to send a data message.
+// ---------------------------------------------------------------------------------------
+
+fn expect_unfinished_stream<T: std::fmt::Debug>(result: stdws::Result<T>, what: &str) {
+    assert!(
+        matches!(&result, Err(Error::InvalidInput(m)) if m.contains("streamed message is unfinished")),
+        "{what}: expected Err(InvalidInput) about the unfinished stream, got {result:?}"
+    );
+}
+
+/// A data message from the thread whose streamed message is unfinished could never go out
+/// before it: it fails at once instead of waiting for the turn that thread holds (which
+/// used to block forever). Control frames still go out; after `finish` the thread sends
+/// again, and the peer gets everything in order.
+#[test]
+fn data_message_from_the_thread_with_an_open_stream_fails_instead_of_deadlocking() {
+    let (mut server, client) = ws_pair();
+    let (_reader, writer) = client.split().unwrap();
+    let sending = spawn_bounded(move || {
+        let mut stream = writer.send_stream(MessageKind::Text).unwrap();
+        stream.write_all(b"streamed").unwrap();
+        let during = [
+            ("send_text", writer.send_text("during")),
+            (
+                "send_binary on a clone",
+                writer.clone().send_binary(b"during"),
+            ),
+            ("send", writer.send(Message::text("during"))),
+            (
+                "send_stream",
+                writer.send_stream(MessageKind::Binary).map(drop),
+            ),
+        ];
+        let ping = writer.ping(b"between");
+        stream.finish().unwrap();
+        let after = writer.send_text("after");
+        (during, ping, after, writer)
+    });
+    let (during, ping, after, _writer) = sending.join(Duration::from_secs(5));
+    for (what, result) in during {
+        expect_unfinished_stream(result, what);
+    }
+    ping.unwrap();
+    after.unwrap();
+    assert_eq!(server.read().unwrap(), Message::Ping(b"between".to_vec()));
+    assert_eq!(server.read().unwrap(), Message::text("streamed"));
+    assert_eq!(server.read().unwrap(), Message::text("after"));
+}
+
+/// A `MessageWriter` leaked with `mem::forget` never gives the turn back: data messages
+/// from other threads wait for it, but only until the connection closes (by `close` from a
+/// third handle, or by the peer); then they fail with `AlreadyClosed` instead of waiting
+/// forever.
+#[test]
+fn leaked_stream_writer_holds_other_threads_only_until_the_connection_closes() {
+    for by_peer in [false, true] {
+        let what = if by_peer {
+            "the peer's close"
+        } else {
+            "our close"
+        };
+        let (mut server, client) = ws_pair();
+        let (mut reader, writer) = client.split().unwrap();
+        std::mem::forget(writer.send_stream(MessageKind::Binary).unwrap());
+        let other = writer.clone();
+        let waiting = spawn_bounded(move || other.send_text("after the leak"));
+        thread::sleep(Duration::from_millis(300));
+        assert!(
+            !waiting.is_finished(),
+            "{what}: another thread's data message waits for the leaked stream's turn"
+        );
+        if by_peer {
+            server.close(1001, "going").unwrap();
+            assert_eq!(close_code(&expect_close(reader.read())), Some(1001));
+        } else {
+            writer.clone().close(1000, "bye").unwrap();
+        }
+        expect_already_closed(waiting.join(Duration::from_secs(2)), what);
+        if !by_peer {
+            // Nothing went out before our close frame.
+            assert_eq!(close_code(&expect_close(server.read())), Some(1000));
+        }
+    }
+}
+
+/// The thread that leaked its `MessageWriter` holds the turn for good: its next data
+/// message (or stream) fails with the unfinished-stream error at once instead of hanging;
+/// pings and `close` still work.
+#[test]
+fn leaked_stream_writer_makes_its_own_threads_data_messages_fail_not_hang() {
+    let (mut server, client) = ws_pair();
+    let (_reader, writer) = client.split().unwrap();
+    let leaking = spawn_bounded(move || {
+        let mut stream = writer.send_stream(MessageKind::Binary).unwrap();
+        stream.write_all(&[7; 10]).unwrap();
+        std::mem::forget(stream);
+        let text = writer.send_text("x");
+        let again = writer.send_stream(MessageKind::Text).map(drop);
+        let ping = writer.ping(b"still");
+        (text, again, ping, writer)
+    });
+    let (text, again, ping, writer) = leaking.join(Duration::from_secs(5));
+    expect_unfinished_stream(text, "send_text");
+    expect_unfinished_stream(again, "send_stream");
+    ping.unwrap();
+    assert_eq!(server.read().unwrap(), Message::Ping(b"still".to_vec()));
+    writer.close(1000, "").unwrap();
+    assert_eq!(close_code(&expect_close(server.read())), Some(1000));
 }

@@ -10,7 +10,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use stdws::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use stdws::tls::rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+};
 use stdws::tls::rustls::{self, CertificateError, ClientConfig, RootCertStore, ServerConfig};
 use stdws::tls::MaybeTlsStream;
 use stdws::{ClientBuilder, Config, Error, HandshakeError, Message, WebSocket};
@@ -225,6 +227,40 @@ fn close_and_wait_ends_the_tls_session_with_close_notify() {
         Ok((seen, end.map_err(|e| e.kind())))
     });
     echo_one_then_close_and_wait(port, &ca);
+    let (seen, end) = server.join().unwrap().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(end, Ok(0), "the server saw the TLS session end cleanly");
+}
+
+#[test]
+fn close_and_wait_through_a_mut_reference_sends_close_notify() {
+    // A WebSocket over `&mut StreamOwned<..>` (the caller keeps the TLS stream): its
+    // close_and_wait must end the session with close_notify like one that owns the stream,
+    // so the rustls server reads a clean end, not UnexpectedEof.
+    let ca = Ca::new();
+    let tls = ca.server(&["localhost"]);
+    let (port, server) = serve_one(move |stream| -> stdws::Result<_> {
+        let mut ws = stdws::tls::accept(stream, tls)?;
+        let seen = echo(&mut ws)?;
+        let mut rest = Vec::new();
+        let end = std::io::Read::read_to_end(ws.get_mut(), &mut rest);
+        Ok((seen, end.map_err(|e| e.kind())))
+    });
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    tcp.set_write_timeout(Some(LIMIT)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(ca.client(), name).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    let url = format!("wss://localhost:{port}/");
+    let (mut ws, _) = stdws::client(&url, &mut stream).unwrap();
+    ws.send_text("x").unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text("x".into()));
+    // The server waits for our close_notify before it ends TCP, so this returns at the
+    // deadline (the handshake is done by then): keep it short.
+    let reply = ws.close_and_wait(1000, "", Duration::from_secs(2)).unwrap();
+    assert_eq!(close_code(&reply), Some(1000));
+    drop(ws);
     let (seen, end) = server.join().unwrap().unwrap();
     assert_eq!(seen.len(), 2);
     assert_eq!(end, Ok(0), "the server saw the TLS session end cleanly");

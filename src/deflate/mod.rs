@@ -14,12 +14,9 @@
 //! uncompressed, which §6 allows for every message. Our decompressor always has a 32 KiB
 //! window, which decodes whatever window the peer uses (§7.1.2).
 
-// Used by the frame receiver and sender once they are wired to it (separate work).
-#[allow(dead_code)]
 mod codec;
 mod negotiate;
 
-#[allow(unused_imports)]
 pub(crate) use codec::{Compressor, Decompressor, InflateError};
 pub(crate) use negotiate::{check_client_response, client_offer, negotiate_server, Params};
 
