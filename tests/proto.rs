@@ -236,3 +236,141 @@ fn a_connection_driven_by_hand_talks_to_a_blocking_server() {
     assert_eq!(received, expected);
     server.join_one().unwrap();
 }
+
+/// Feeds `bytes` to a server handshake `chunk` bytes at a time (the rest of each read
+/// "would block"), returning what the last `filled` said.
+fn feed_handshake(
+    hs: &mut stdws::proto::ServerHandshake,
+    bytes: &[u8],
+    chunk: usize,
+) -> Result<bool, stdws::proto::Refusal> {
+    let mut rest = bytes;
+    let mut done = false;
+    while !rest.is_empty() {
+        let room = hs.read_buf();
+        let n = rest.len().min(room.len()).min(chunk);
+        room[..n].copy_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        done = hs.filled(n)?.is_some();
+    }
+    Ok(done)
+}
+
+#[test]
+fn a_request_head_in_pieces_survives_would_block_and_keeps_the_frames_behind_it() {
+    let mut wire = common::upgrade_request("/chat?room=1").into_bytes();
+    let head_len = wire.len();
+    wire.extend(client_frame(true, 1, b"right behind the head"));
+    for chunk in [1, 2, 5, 64, usize::MAX] {
+        let mut hs = stdws::proto::ServerHandshake::new(Config::default());
+        // Everything but the last byte of the head: not complete yet.
+        assert!(!feed_handshake(&mut hs, &wire[..head_len - 1], chunk).unwrap());
+        assert!(hs.request().is_none());
+        assert!(feed_handshake(&mut hs, &wire[head_len - 1..], chunk).unwrap());
+        assert_eq!(hs.request().unwrap().path(), "/chat");
+        assert!(hs.is_websocket());
+        let mut conn = hs.accept().unwrap();
+        let response = String::from_utf8_lossy(conn.output()).to_string();
+        assert!(response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(response.ends_with("\r\n\r\n"), "only the 101 is queued");
+        let n = conn.output().len();
+        conn.consume(n);
+        assert_eq!(
+            conn.poll().unwrap(),
+            Some(Message::text("right behind the head")),
+            "chunk {chunk}"
+        );
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_with_the_right_status_as_bytes() {
+    let status = |refusal: &stdws::proto::Refusal| {
+        String::from_utf8_lossy(&refusal.response)
+            .split(' ')
+            .nth(1)
+            .map(str::to_owned)
+    };
+    // Over max_head_size: 431 as soon as the limit is crossed, whatever the chopping.
+    let config = Config::default().max_head_size(200);
+    let mut hs = stdws::proto::ServerHandshake::new(config);
+    let endless = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(1000));
+    let refusal = feed_handshake(&mut hs, endless.as_bytes(), 7).unwrap_err();
+    assert_eq!(status(&refusal).as_deref(), Some("431"));
+    assert!(matches!(refusal.error, Error::Handshake(_)));
+    // Malformed request line: 400.
+    let mut hs = stdws::proto::ServerHandshake::new(Config::default());
+    let refusal = feed_handshake(&mut hs, b"GET  / HTTP/1.1\r\n\r\n", 3).unwrap_err();
+    assert_eq!(status(&refusal).as_deref(), Some("400"));
+    // A plain HTTP request (no upgrade): 426 from accept, with the request readable.
+    let mut hs = stdws::proto::ServerHandshake::new(Config::default());
+    let get = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert!(feed_handshake(&mut hs, get, 4).unwrap());
+    assert!(!hs.is_websocket());
+    let refusal = hs.accept().unwrap_err();
+    assert_eq!(status(&refusal).as_deref(), Some("426"));
+    // The client leaves mid-request: nothing to answer.
+    let mut hs = stdws::proto::ServerHandshake::new(Config::default());
+    assert!(!feed_handshake(&mut hs, b"GET / HT", 100).unwrap());
+    let refusal = hs.filled(0).unwrap_err();
+    assert!(refusal.response.is_empty());
+    // The application's own refusal.
+    let mut hs = stdws::proto::ServerHandshake::new(Config::default());
+    feed_handshake(&mut hs, common::upgrade_request("/").as_bytes(), 9).unwrap();
+    let refusal = hs
+        .accept_with(|_, _| Err(stdws::Rejection::new(503, "full")))
+        .unwrap_err();
+    assert_eq!(status(&refusal).as_deref(), Some("503"));
+    assert!(refusal.response.ends_with(b"full"));
+}
+
+#[test]
+fn a_blocking_client_connects_to_a_server_handshake_driven_by_hand() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/hand", listener.local_addr().unwrap());
+    let client = std::thread::spawn(move || -> stdws::Result<Message> {
+        let (mut ws, response) = stdws::ClientBuilder::new(url).subprotocol("v1").connect()?;
+        assert_eq!(response.subprotocol(), Some("v1"));
+        ws.send_text("ping me back")?;
+        let reply = ws.read()?;
+        ws.close_and_wait(1000, "", Duration::from_secs(5))?;
+        Ok(reply)
+    });
+    let (mut tcp, _) = listener.accept().unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut hs = stdws::proto::ServerHandshake::new(Config::default());
+    while hs.request().is_none() {
+        let n = tcp.read(hs.read_buf()).unwrap();
+        hs.filled(n).map_err(|r| r.error).unwrap();
+    }
+    let mut conn = hs
+        .accept_with(|req, resp| {
+            assert_eq!(req.path(), "/hand");
+            resp.set_subprotocol("v1");
+            Ok(())
+        })
+        .unwrap();
+    loop {
+        while conn.wants_write() {
+            let n = tcp.write(conn.output()).unwrap();
+            conn.consume(n);
+        }
+        if conn.is_done() {
+            break;
+        }
+        match conn.poll() {
+            Ok(Some(Message::Text(text))) => conn.send_text(&text.to_uppercase()).unwrap(),
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let n = tcp.read(conn.read_buf()).unwrap();
+                conn.filled(n, Instant::now());
+            }
+            Err(e) => panic!("server failed: {e}"),
+        }
+    }
+    drop(tcp);
+    assert_eq!(
+        client.join().unwrap().unwrap(),
+        Message::text("PING ME BACK")
+    );
+}
