@@ -126,6 +126,7 @@ pub use crate::websocket::{Role, WebSocket};
 /// one thread with them.
 pub mod proto {
     pub use crate::connection::Connection;
+    pub use crate::handshake::client::ClientHandshake;
     pub use crate::handshake::server::{Refusal, ServerHandshake};
 }
 

@@ -19,7 +19,6 @@ use crate::error::{Error, Result};
 use crate::frame::OpCode;
 use crate::keepalive::Timer;
 use crate::message::Message;
-use crate::rand::Rng;
 use crate::socket::Socket;
 use crate::split::{ReadHalf, Shared, WriteHalf};
 pub use crate::state::Role;
@@ -124,17 +123,14 @@ impl<T: Read + Write> WebSocket<T> {
     /// server, say). Use `read_buffered` for bytes of the WebSocket stream that were already
     /// read while handling the handshake.
     pub fn from_raw_socket(stream: T, role: Role, config: Config, read_buffered: Vec<u8>) -> Self {
-        Self::from_handshake(stream, role, config, read_buffered, None)
+        Self::from_connection(
+            stream,
+            Connection::from_parts(role, config, read_buffered, None),
+        )
     }
 
-    pub(crate) fn from_handshake(
-        stream: T,
-        role: Role,
-        config: Config,
-        read_buffered: Vec<u8>,
-        rng: Option<Rng>,
-    ) -> Self {
-        let mut conn = Connection::from_parts(role, config, read_buffered, rng);
+    /// The blocking driver for a connection whose handshake was run over bytes.
+    pub(crate) fn from_connection(stream: T, mut conn: Connection) -> Self {
         conn.keepalive = conn.config.keepalive.map(|k| Timer::new(k, Instant::now()));
         WebSocket { stream, conn }
     }
@@ -143,12 +139,6 @@ impl<T: Read + Write> WebSocket<T> {
     #[inline(always)]
     fn side(&mut self) -> WriteSide<'_, T> {
         WriteSide::new(&mut self.stream, &mut self.conn.out)
-    }
-
-    /// Hands the permessage-deflate parameters agreed in the handshake to the connection.
-    #[cfg(feature = "deflate")]
-    pub(crate) fn set_deflate(&mut self, params: crate::deflate::Params) {
-        self.conn.set_deflate(params);
     }
 
     /// Reads the next message, waiting for it if needed.

@@ -939,3 +939,34 @@ mod deflate {
         ));
     }
 }
+
+#[test]
+fn an_invalid_header_fails_before_any_connection_is_opened() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    for (name, value) in [
+        ("Bad Name", "x"),
+        ("X-Ok", "line\r\nbreak"),
+        ("Upgrade", "h2c"),
+    ] {
+        let result = stdws::ClientBuilder::new(url.as_str())
+            .header(name, value)
+            .connect();
+        assert!(
+            matches!(result, Err(stdws::Error::InvalidInput(_))),
+            "{name}: {value:?}"
+        );
+    }
+    let result = stdws::ClientBuilder::new(url.as_str())
+        .subprotocol("not a token")
+        .connect();
+    assert!(matches!(result, Err(stdws::Error::InvalidInput(_))));
+    // No connection reached the listener.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let accepted = listener.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection was opened: {accepted:?}"
+    );
+}

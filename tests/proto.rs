@@ -374,3 +374,62 @@ fn a_blocking_client_connects_to_a_server_handshake_driven_by_hand() {
         Message::text("PING ME BACK")
     );
 }
+
+#[test]
+fn a_client_handshake_driven_a_byte_at_a_time_reaches_a_blocking_server() {
+    let server = serve_one(|stream| {
+        let mut ws = stdws::accept_with(stream, Config::default(), |_, resp| {
+            resp.set_subprotocol("v2");
+            Ok(())
+        })?;
+        ws.send_text("first, right behind the 101")?;
+        loop {
+            match ws.read()? {
+                msg @ Message::Text(_) => ws.send(msg)?,
+                Message::Close(_) => return Ok::<_, Error>(()),
+                _ => {}
+            }
+        }
+    });
+    let mut hs = stdws::ClientBuilder::new(server.url("/by-hand"))
+        .subprotocol("v1")
+        .subprotocol("v2")
+        .handshake_machine()
+        .unwrap();
+    let addr = server.url("").trim_start_matches("ws://").to_string();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while !hs.output().is_empty() {
+        let n = tcp.write(hs.output()).unwrap();
+        hs.consume(n);
+    }
+    while !hs.is_complete() {
+        let room = hs.read_buf();
+        let n = tcp.read(&mut room[..1]).unwrap();
+        hs.filled(n).unwrap();
+    }
+    let (mut conn, response) = hs.finish().unwrap();
+    assert_eq!(response.subprotocol(), Some("v2"));
+    conn.send_text("echo").unwrap();
+    conn.close(1000, "").unwrap();
+    let mut got = Vec::new();
+    loop {
+        while conn.wants_write() {
+            let n = tcp.write(conn.output()).unwrap();
+            conn.consume(n);
+        }
+        match conn.poll() {
+            Ok(Some(message)) => got.push(message),
+            Ok(None) => {
+                let n = tcp.read(conn.read_buf()).unwrap();
+                conn.filled(n, Instant::now());
+            }
+            Err(Error::ConnectionClosed(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got[0], Message::text("first, right behind the 101"));
+    assert_eq!(got[1], Message::text("echo"));
+    assert!(matches!(got[2], Message::Close(_)));
+    server.join_one().unwrap();
+}

@@ -10,18 +10,19 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 
 use crate::config::Config;
+use crate::connection::Connection;
 use crate::error::{is_retryable, Error, HandshakeError, UrlError};
-use crate::handshake::io::read_head;
 use crate::handshake::{derive_accept_key, handshake_deadline, Response};
 use crate::http;
 use crate::rand::Rng;
+use crate::state::Role;
 use crate::url::WsUrl;
-use crate::websocket::{Role, WebSocket};
+use crate::websocket::WebSocket;
 
 /// Largest refusal body kept in [`Error::Http`].
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -130,11 +131,13 @@ impl ClientBuilder {
         if url.secure {
             return Err(UrlError::TlsRequired.into());
         }
+        // Headers and subprotocols are checked before any connection is opened.
+        let handshake = self.clone().machine(&url)?;
         let stream = self.open_tcp(&url)?;
         stream.set_nodelay(self.nodelay)?;
         stream.set_read_timeout(self.config.handshake_timeout)?;
         stream.set_write_timeout(self.config.handshake_timeout)?;
-        let (ws, response) = self.handshake(stream, &url)?;
+        let (ws, response) = drive(handshake, stream)?;
         ws.get_ref().set_read_timeout(None)?;
         ws.get_ref().set_write_timeout(None)?;
         Ok((ws, response))
@@ -164,32 +167,37 @@ impl ClientBuilder {
         Err(last_error.map_or(Error::Url(UrlError::NoAddress), Error::Io))
     }
 
-    pub(crate) fn handshake<T: Read + Write>(
-        self,
-        mut stream: T,
-        url: &WsUrl,
-    ) -> Result<(WebSocket<T>, Response), Error> {
-        let deadline = handshake_deadline(&self.config);
+    /// Starts the handshake as a state machine over bytes (see [`ClientHandshake`]): checks
+    /// the URL, the headers and the subprotocols now, before any connection is opened.
+    pub fn handshake_machine(self) -> Result<ClientHandshake, Error> {
+        let url = WsUrl::parse(&self.url)?;
+        self.machine(&url)
+    }
+
+    fn machine(self, url: &WsUrl) -> Result<ClientHandshake, Error> {
         let mut rng = Rng::new();
         let key = base64::engine::general_purpose::STANDARD.encode(rng.bytes16());
-        let request = self.request_head(url, &key)?;
-        stream.write_all(request.as_bytes()).map_err(timeout)?;
-        stream.flush().map_err(timeout)?;
-        let (mut buf, head_len) = read_head(&mut stream, &self.config, deadline)?;
-        let mut response = Response::parse(&buf[..head_len], self.config.max_headers)?;
-        buf.drain(..head_len);
-        if response.status() != 101 {
-            response.set_body(read_error_body(&mut stream, &response, buf));
-            return Err(Error::Http(Box::new(response)));
-        }
-        #[cfg_attr(not(feature = "deflate"), allow(clippy::let_unit_value))]
-        let agreed = check_response(&response, &key, &self.subprotocols, &self.config)?;
-        let ws = WebSocket::from_handshake(stream, Role::Client, self.config, buf, Some(rng));
-        #[cfg(feature = "deflate")]
-        let ws = crate::handshake::io::with_deflate(ws, agreed);
-        #[cfg(not(feature = "deflate"))]
-        let () = agreed;
-        Ok((ws, response))
+        let request = self.request_head(url, &key)?.into_bytes();
+        Ok(ClientHandshake {
+            config: self.config,
+            subprotocols: self.subprotocols,
+            key,
+            rng,
+            request,
+            written: 0,
+            buf: Vec::new(),
+            len: 0,
+            scan: http::HeadScan::default(),
+            response: None,
+        })
+    }
+
+    pub(crate) fn handshake<T: Read + Write>(
+        self,
+        stream: T,
+        url: &WsUrl,
+    ) -> Result<(WebSocket<T>, Response), Error> {
+        drive(self.machine(url)?, stream)
     }
 
     fn request_head(&self, url: &WsUrl, key: &str) -> Result<String, Error> {
@@ -243,6 +251,37 @@ impl ClientBuilder {
         head.push_str("\r\n");
         Ok(head)
     }
+}
+
+/// Runs a client handshake over a blocking `stream`: writes the request, reads the answer
+/// (the head within `Config::handshake_timeout`, checked whenever a read returns; a silent
+/// server is bounded by the stream's read timeout), then checks it.
+fn drive<T: Read + Write>(
+    mut handshake: ClientHandshake,
+    mut stream: T,
+) -> Result<(WebSocket<T>, Response), Error> {
+    let deadline = handshake_deadline(&handshake.config);
+    stream.write_all(handshake.output()).map_err(timeout)?;
+    stream.flush().map_err(timeout)?;
+    let n = handshake.output().len();
+    handshake.consume(n);
+    while !handshake.is_complete() {
+        let n = match stream.read(handshake.read_buf()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // A refusal's body ends at whatever arrived; a head must be whole.
+            Err(_) if handshake.response().is_some() => 0,
+            Err(e) if is_retryable(e.kind()) => return Err(HandshakeError::TimedOut.into()),
+            Err(e) => return Err(e.into()),
+        };
+        handshake.filled(n)?;
+        let head_pending = handshake.response().is_none();
+        if head_pending && deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(HandshakeError::TimedOut.into());
+        }
+    }
+    let (conn, response) = handshake.finish()?;
+    Ok((WebSocket::from_connection(stream, conn), response))
 }
 
 /// A write that times out during the handshake is a handshake timeout.
@@ -308,36 +347,164 @@ fn check_response(
     Err(HandshakeError::UnexpectedExtension(ext.to_owned()).into())
 }
 
-/// Collects the body of a refusal: the bytes already read, plus up to `Content-Length` more
-/// (at most 64 KiB in all). Errors while reading just end the body.
-fn read_error_body<T: Read>(stream: &mut T, response: &Response, mut body: Vec<u8>) -> Vec<u8> {
-    // The head parser already refused an invalid or conflicting Content-Length.
-    let declared = http::content_length(response.headers()).ok().flatten();
-    let want = declared.unwrap_or(0).min(MAX_ERROR_BODY as u64) as usize;
-    while body.len() < want {
-        let len = body.len();
-        body.resize(want, 0);
-        match stream.read(&mut body[len..]) {
-            Ok(0) => body.truncate(len),
-            Ok(n) => {
-                body.truncate(len + n);
-                continue;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {
-                body.truncate(len);
-                continue;
-            }
-            Err(_) => body.truncate(len),
-        }
-        break;
+/// The client's side of the opening handshake as a state machine over bytes (RFC 6455
+/// §4.1): the request to write, then the server's answer read as it arrives, resumable
+/// across `WouldBlock`. Made by [`ClientBuilder::handshake_machine`], which checks the URL
+/// and every header before anything is sent.
+///
+/// Write [`output`](Self::output) (the request) and [`consume`](Self::consume) what was
+/// written; read into [`read_buf`](Self::read_buf) and report the count with
+/// [`filled`](Self::filled) until [`is_complete`](Self::is_complete); then
+/// [`finish`](Self::finish) checks the 101 and gives the
+/// [`Connection`](crate::proto::Connection), or fails with [`Error::Http`] carrying a
+/// refusal (with up to 64 KiB of its body).
+///
+/// ```
+/// use stdws::ClientBuilder;
+///
+/// let mut handshake = ClientBuilder::new("ws://example.com/chat")
+///     .subprotocol("chat.v1")
+///     .handshake_machine()?;
+/// let request = String::from_utf8(handshake.output().to_vec()).unwrap();
+/// assert!(request.starts_with("GET /chat HTTP/1.1\r\nHost: example.com\r\n"));
+/// handshake.consume(request.len());
+///
+/// // The server refuses; its answer arrives in pieces.
+/// for piece in ["HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\n", "no"] {
+///     handshake.read_buf()[..piece.len()].copy_from_slice(piece.as_bytes());
+///     handshake.filled(piece.len())?;
+/// }
+/// assert!(handshake.is_complete());
+/// match handshake.finish() {
+///     Err(stdws::Error::Http(response)) => {
+///         assert_eq!((response.status(), response.body()), (403, &b"no"[..]))
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), stdws::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ClientHandshake {
+    config: Config,
+    subprotocols: Vec<String>,
+    key: String,
+    rng: Rng,
+    /// The request head; `request[written..]` is still to be written.
+    request: Vec<u8>,
+    written: usize,
+    /// `buf[..len]` arrived; `buf[len..]` is room handed out by `read_buf`.
+    buf: Vec<u8>,
+    len: usize,
+    scan: http::HeadScan,
+    /// The response head once it arrived, its length, and whether the answer is complete
+    /// (a 101 at once; a refusal when its body is in or the stream ended).
+    response: Option<(Response, usize, bool)>,
+}
+
+impl ClientHandshake {
+    /// The bytes to write next (the rest of the request), empty once it was all written.
+    pub fn output(&self) -> &[u8] {
+        &self.request[self.written..]
     }
-    // Without a Content-Length, keep what already arrived (up to the cap).
-    body.truncate(if declared.is_some() {
-        want
-    } else {
-        MAX_ERROR_BODY
-    });
-    body
+
+    /// `n` bytes of [`output`](Self::output) were written.
+    pub fn consume(&mut self, n: usize) {
+        self.written = (self.written + n).min(self.request.len());
+    }
+
+    /// Where the next bytes from the server go (never more than the head may still take,
+    /// plus one byte to see that it is too large).
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        let chunk = match &self.response {
+            Some(_) => 4096,
+            None => (self.config.max_head_size + 1)
+                .saturating_sub(self.len)
+                .clamp(1, 4096),
+        };
+        self.buf.resize(self.len + chunk, 0);
+        &mut self.buf[self.len..]
+    }
+
+    /// `n` bytes were read into [`read_buf`](Self::read_buf); 0 means the server ended its
+    /// stream. Fails for a head that breaks the limits or does not parse, or a stream that
+    /// ends before the head did.
+    pub fn filled(&mut self, n: usize) -> Result<(), Error> {
+        self.len = (self.len + n).min(self.buf.len());
+        self.buf.truncate(self.len);
+        match &mut self.response {
+            None if n == 0 => Err(HandshakeError::Incomplete.into()),
+            None => {
+                let limits = (self.config.max_head_size, self.config.max_headers);
+                let Some(end) = http::check_head(&self.buf, &mut self.scan, limits.0, limits.1)?
+                else {
+                    return Ok(());
+                };
+                let response = Response::parse(&self.buf[..end], limits.1)?;
+                self.response = Some((response, end, false));
+                self.check_body(false);
+                Ok(())
+            }
+            Some(_) => {
+                self.check_body(n == 0);
+                Ok(())
+            }
+        }
+    }
+
+    /// Decides whether the answer is complete: a 101 is (what follows is frames); a
+    /// refusal once its `Content-Length` (at most 64 KiB of it) arrived, at once without
+    /// one, or when the stream ends.
+    fn check_body(&mut self, ended: bool) {
+        if let Some((response, head, complete)) = &mut self.response {
+            let declared = http::content_length(response.headers()).ok().flatten();
+            let want = declared.unwrap_or(0).min(MAX_ERROR_BODY as u64) as usize;
+            *complete = response.status() == 101 || ended || self.len - *head >= want;
+        }
+    }
+
+    /// The server's response head, once it arrived.
+    pub fn response(&self) -> Option<&Response> {
+        self.response.as_ref().map(|(response, ..)| response)
+    }
+
+    /// Whether the server's whole answer is in: call [`finish`](Self::finish).
+    pub fn is_complete(&self) -> bool {
+        matches!(self.response, Some((.., true)))
+    }
+
+    /// Checks the answer (RFC 6455 §4.1: status 101, `Upgrade`/`Connection`, the accept
+    /// key, no subprotocol or extension that was not offered) and returns the connection
+    /// (its first input is what the server sent behind the 101) with the response. A
+    /// refusal fails with [`Error::Http`], its body attached.
+    pub fn finish(self) -> Result<(Connection, Response), Error> {
+        let Some((mut response, head, true)) = self.response else {
+            return Err(Error::InvalidInput(
+                "the server's answer has not arrived yet",
+            ));
+        };
+        let mut rest = self.buf;
+        rest.truncate(self.len);
+        rest.drain(..head);
+        if response.status() != 101 {
+            let declared = http::content_length(response.headers()).ok().flatten();
+            // Without a Content-Length, keep what already arrived (up to the cap).
+            let keep = declared.map_or(MAX_ERROR_BODY, |l| l.min(MAX_ERROR_BODY as u64) as usize);
+            rest.truncate(keep);
+            response.set_body(rest);
+            return Err(Error::Http(Box::new(response)));
+        }
+        #[cfg_attr(not(feature = "deflate"), allow(clippy::let_unit_value))]
+        let agreed = check_response(&response, &self.key, &self.subprotocols, &self.config)?;
+        #[allow(unused_mut)]
+        let mut conn = Connection::from_parts(Role::Client, self.config, rest, Some(self.rng));
+        #[cfg(feature = "deflate")]
+        if let Some(params) = agreed {
+            conn.set_deflate(params);
+        }
+        #[cfg(not(feature = "deflate"))]
+        let () = agreed;
+        Ok((conn, response))
+    }
 }
 
 #[cfg(test)]
@@ -456,15 +623,48 @@ mod tests {
         assert!(matches!(bad, Err(Error::InvalidInput(_))));
     }
 
+    /// Feeds a whole answer to a fresh machine and returns the refusal's body.
+    fn refusal_body(answer: &[u8]) -> Vec<u8> {
+        let mut handshake = ClientBuilder::new("ws://h/").handshake_machine().unwrap();
+        handshake.read_buf()[..answer.len()].copy_from_slice(answer);
+        handshake.filled(answer.len()).unwrap();
+        assert!(handshake.is_complete());
+        match handshake.finish() {
+            Err(Error::Http(response)) => response.body().to_vec(),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     #[test]
     fn refusal_body_respects_a_zero_content_length() {
         // Found by fuzzing: bytes after a `Content-Length: 0` head are not the body.
-        let head = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
-        let response = Response::parse(head, 64).unwrap();
-        let body = read_error_body(&mut &b""[..], &response, b"NOT-A-BODY".to_vec());
+        let body = refusal_body(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\nNOT-A-BODY");
         assert!(body.is_empty());
-        let response = Response::parse(b"HTTP/1.1 403 Forbidden\r\n\r\n", 64).unwrap();
-        let body = read_error_body(&mut &b""[..], &response, b"kept".to_vec());
+        let body = refusal_body(b"HTTP/1.1 403 Forbidden\r\n\r\nkept");
         assert_eq!(body, b"kept");
+    }
+
+    #[test]
+    fn a_refusal_waits_for_its_declared_body_and_a_101_does_not() {
+        let mut handshake = ClientBuilder::new("ws://h/").handshake_machine().unwrap();
+        let head = b"HTTP/1.1 503 Busy\r\nContent-Length: 5\r\n\r\nab";
+        handshake.read_buf()[..head.len()].copy_from_slice(head);
+        handshake.filled(head.len()).unwrap();
+        assert!(!handshake.is_complete(), "3 body bytes are still to come");
+        handshake.read_buf()[..3].copy_from_slice(b"cde");
+        handshake.filled(3).unwrap();
+        assert!(handshake.is_complete());
+        // A stream that ends early ends the body.
+        let mut handshake = ClientBuilder::new("ws://h/").handshake_machine().unwrap();
+        handshake.read_buf()[..head.len()].copy_from_slice(head);
+        handshake.filled(head.len()).unwrap();
+        handshake.filled(0).unwrap();
+        assert!(handshake.is_complete());
+        // Nothing at all: the head never came.
+        let mut handshake = ClientBuilder::new("ws://h/").handshake_machine().unwrap();
+        assert!(matches!(
+            handshake.filled(0),
+            Err(Error::Handshake(HandshakeError::Incomplete))
+        ));
     }
 }

@@ -2,15 +2,17 @@
 //! roles, and the `Sec-WebSocket-Accept` computation.
 //!
 //! [`server`] validates a client's upgrade request and answers it; [`client`] builds the
-//! request and validates the server's answer. Both read the HTTP head with `io::read_head`,
-//! which keeps any bytes that arrive after the head for the WebSocket reader.
+//! request and validates the server's answer. Each side is a state machine over bytes
+//! ([`server::ServerHandshake`], [`client::ClientHandshake`]) that reads the HTTP head as it
+//! arrives, within the limits of `Config`, and keeps any bytes behind the head as the
+//! connection's first input; the blocking `accept*`, `IncomingRequest` and `ClientBuilder`
+//! calls run those machines over a stream.
 
 // This file names neither the crate-wide `Error` nor `WebSocket`: `Error::Http` carries a
 // `Response`, so the types here sit below `error.rs`. What touches the stream or the new
 // connection is in `io.rs`.
 
 pub mod client;
-mod io;
 pub mod server;
 
 use std::time::Instant;

@@ -341,13 +341,8 @@ impl<T: Read + Write> IncomingRequest<T> {
         self.stream.write_all(&head)?;
         self.stream.flush()?;
         // Frames the client sent right behind its request stay buffered for `read`.
-        let ws =
-            WebSocket::from_handshake(self.stream, Role::Server, self.config, self.buffered, None);
-        #[cfg(feature = "deflate")]
-        let ws = crate::handshake::io::with_deflate(ws, agreed);
-        #[cfg(not(feature = "deflate"))]
-        let () = agreed;
-        Ok(ws)
+        let conn = server_connection(self.config, self.buffered, agreed);
+        Ok(WebSocket::from_connection(self.stream, conn))
     }
 
     /// Refuses the request with `rejection` (e.g. 503 when the server is full) and closes.
@@ -633,13 +628,7 @@ impl ServerHandshake {
         };
         let (head, agreed) = upgrade(request, &self.config, callback)?;
         let (config, _, buffered) = self.into_parts();
-        let mut conn = Connection::from_parts(Role::Server, config, buffered, None);
-        #[cfg(feature = "deflate")]
-        if let Some(params) = agreed {
-            conn.set_deflate(params);
-        }
-        #[cfg(not(feature = "deflate"))]
-        let () = agreed;
+        let mut conn = server_connection(config, buffered, agreed);
         conn.out.sender.append(&head, None, 0);
         Ok(conn)
     }
@@ -663,6 +652,20 @@ impl ServerHandshake {
         buf.drain(..end);
         (self.config, request, buf)
     }
+}
+
+/// The server's connection after its 101: `buffered` (frames that came behind the request)
+/// is its first input, and the agreed compression is on.
+fn server_connection(config: Config, buffered: Vec<u8>, agreed: Agreed) -> Connection {
+    #[allow(unused_mut)]
+    let mut conn = Connection::from_parts(Role::Server, config, buffered, None);
+    #[cfg(feature = "deflate")]
+    if let Some(params) = agreed {
+        conn.set_deflate(params);
+    }
+    #[cfg(not(feature = "deflate"))]
+    let () = agreed;
+    conn
 }
 
 /// A plain HTTP/1.1 response that closes the connection.
