@@ -57,10 +57,13 @@
 //!
 //! # Layout
 //!
-//! The protocol rules are pure functions over byte slices, unit-tested and fuzzable without
-//! a socket: [`frame`] (header codec), `mask`, `utf8` (fail-fast validation),
-//! [`close`] (codes), `http` (head parsing), [`handshake`] (server and client rules). The
-//! [`WebSocket`] type is the thin I/O layer on top.
+//! The protocol rules live in a pure core that names no stream and no clock: the codecs
+//! ([`frame`], `mask`, `utf8`, [`close`], `http`), the opening handshake rules and state
+//! machines over bytes ([`handshake`]), message assembly (`receiver`), the output queue
+//! (`sender`, `outgoing`), the connection state (`state`) and [`proto::Connection`], which
+//! joins them. One blocking driver (`driver`) is the code that reads and writes streams; it
+//! runs [`WebSocket`], the split halves and the streamed readers and writers. [`proto`]
+//! makes the core public for other drivers. README "Layout" lists every file.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -356,7 +356,7 @@ fn check_response(
 /// written; read into [`read_buf`](Self::read_buf) and report the count with
 /// [`filled`](Self::filled) until [`is_complete`](Self::is_complete); then
 /// [`finish`](Self::finish) checks the 101 and gives the
-/// [`Connection`](crate::proto::Connection), or fails with [`Error::Http`] carrying a
+/// [`Connection`], or fails with [`Error::Http`] carrying a
 /// refusal (with up to 64 KiB of its body).
 ///
 /// ```

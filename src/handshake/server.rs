@@ -505,7 +505,7 @@ where
 ///
 /// Read into [`read_buf`](Self::read_buf) and report the count with
 /// [`filled`](Self::filled) until it returns the [`Request`]; then
-/// [`accept_with`](Self::accept_with) gives a [`Connection`](crate::proto::Connection)
+/// [`accept_with`](Self::accept_with) gives a [`Connection`]
 /// whose output starts with the 101 and whose input holds any frames that came right
 /// behind the request, or [`reject`](Self::reject) / [`respond`](Self::respond) give the
 /// bytes of an HTTP answer to write before closing. The limits of [`Config`] apply as the
@@ -613,7 +613,7 @@ impl ServerHandshake {
     }
 
     /// Accepts the upgrade after `callback` approved and shaped the 101, as
-    /// [`accept_with`](crate::accept_with) does: returns the connection, with the 101 as
+    /// [`accept_with`] does: returns the connection, with the 101 as
     /// the start of its output, or the refusal to send (400, 405, 426, 505 for an invalid
     /// request, the callback's [`Rejection`], 500 for an invalid response).
     pub fn accept_with<F>(self, callback: F) -> Result<Connection, Refusal>
