@@ -16,6 +16,7 @@ use crate::frame::OpCode;
 use crate::keepalive::{Tick, Timer};
 use crate::message::Message;
 use crate::outgoing::{check_control_payload, failure_close, Outgoing};
+use crate::prepared::PreparedMessage;
 use crate::rand::Rng;
 use crate::receiver::{Incoming, Receiver};
 use crate::sender::Sender;
@@ -206,6 +207,13 @@ impl Connection {
                 self.receiver.recycle(text.into_bytes());
                 result
             }
+            // A large payload is queued as it is, not copied (see `output`).
+            Message::Binary(data) if self.queues_owned(data.len()) => {
+                self.out.check_not_streaming()?;
+                self.check_can_queue()?;
+                self.out.sender.message_owned(OpCode::Binary, 0, data);
+                Ok(())
+            }
             Message::Binary(data) => {
                 let result = self.send_data(OpCode::Binary, &data);
                 self.receiver.recycle(data);
@@ -215,6 +223,25 @@ impl Connection {
             Message::Pong(data) => self.control(OpCode::Pong, &data),
             Message::Close(frame) => self.close_with(frame),
         }
+    }
+
+    /// Whether a binary payload of `len` bytes is queued without a copy: one of
+    /// `write_buffer_size` bytes or more, when it is not compressed.
+    fn queues_owned(&self, len: usize) -> bool {
+        #[cfg(feature = "deflate")]
+        if self.out.compresses() {
+            return false;
+        }
+        len >= self.config.write_buffer_size
+    }
+
+    /// Queues a [`PreparedMessage`]: on a server connection a reference to its frame, with
+    /// no framing and no copy; on a client connection, framed and masked as usual.
+    pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<()> {
+        self.out.check_not_streaming()?;
+        self.check_can_queue()?;
+        self.out.queue_prepared(message);
+        Ok(())
     }
 
     /// Queues a text message.
@@ -275,7 +302,11 @@ impl Connection {
         Ok(())
     }
 
-    /// The bytes to write next, in order (empty when there is nothing to send).
+    /// The next bytes to write (empty when there is nothing to send). Write them, call
+    /// [`consume`](Self::consume), and ask again: the output comes in pieces, because a
+    /// large binary payload passed to [`send`](Self::send) and the frame of a
+    /// [`PreparedMessage`] are queued as they are, not copied behind the frames before
+    /// them.
     pub fn output(&self) -> &[u8] {
         self.out.sender.output()
     }

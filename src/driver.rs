@@ -20,6 +20,7 @@ use crate::frame::OpCode;
 use crate::keepalive::{Tick, Timer};
 use crate::message::Message;
 use crate::outgoing::{check_control_payload, failure_close, Outgoing};
+use crate::prepared::PreparedMessage;
 use crate::receiver::{Incoming, Payload, Receiver};
 use crate::sender::{PayloadBuf, Sender, MASK_CHUNK};
 use crate::state::{Lifecycle, Role};
@@ -447,6 +448,13 @@ impl<'a, W: Write> WriteSide<'a, W> {
         self.flush_if_full()
     }
 
+    /// Sends a prepared message (see [`Outgoing::queue_prepared`]).
+    pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<()> {
+        self.check_can_stream()?;
+        self.out.queue_prepared(message);
+        self.flush_if_full()
+    }
+
     /// Checks that a data message may start now.
     #[inline(always)]
     pub fn check_can_stream(&mut self) -> Result<()> {
@@ -599,7 +607,12 @@ fn write_through<W: Write>(sender: &mut Sender, stream: &mut W, payload: &[u8]) 
     while sender.pending() > 0 || sent < payload.len() {
         let queued = sender.output();
         let queued_len = queued.len();
-        let result = stream.write_vectored(&[IoSlice::new(queued), IoSlice::new(&payload[sent..])]);
+        // The payload follows the queue's last piece; segments queued before it go first.
+        let rest = match sender.is_contiguous() {
+            true => &payload[sent..],
+            false => &[][..],
+        };
+        let result = stream.write_vectored(&[IoSlice::new(queued), IoSlice::new(rest)]);
         match result {
             Ok(0) => {
                 sender.append(&payload[sent..], None, 0);
@@ -859,5 +872,60 @@ mod tests {
         assert_eq!(s.pending(), 0);
         assert_eq!(&w.out[..4], &[0x82, 126, 0, 200]);
         assert_eq!(&w.out[4..], &payload[..]);
+    }
+
+    #[test]
+    fn segments_go_out_between_the_bytes_queued_around_them_at_any_chunking() {
+        use crate::sender::Segment;
+        for n in [1, 3, 62, 1000] {
+            let mut s = Sender::new(None, None);
+            s.frame(OpCode::Text, true, b"first");
+            s.push_segment(Segment::Shared(std::sync::Arc::from(&b"<shared>"[..])));
+            s.frame(OpCode::Text, true, b"second");
+            s.push_segment(Segment::Owned(b"<owned>".to_vec()));
+            s.push_segment(Segment::Owned(Vec::new())); // nothing to send: dropped
+                                                        // Enough bytes behind the segments to move the buffer (compaction) midway.
+            for _ in 0..300 {
+                s.frame(OpCode::Binary, true, &[9; 100]);
+            }
+            let mut w = Choppy {
+                out: Vec::new(),
+                n,
+                block: false,
+            };
+            while flush(&mut s, &mut w).is_err() {}
+            assert_eq!(s.pending(), 0);
+            let mut expected = [
+                &[0x81, 5][..],
+                b"first",
+                b"<shared>",
+                &[0x81, 6],
+                b"second",
+                b"<owned>",
+            ]
+            .concat();
+            expected.extend((0..300).flat_map(|_| [&[0x82, 100][..], &[9; 100]].concat()));
+            assert_eq!(w.out, expected, "chunk {n}");
+        }
+    }
+
+    #[test]
+    fn a_large_payload_written_through_waits_for_segments_queued_before_it() {
+        use crate::sender::Segment;
+        let mut s = Sender::new(None, None);
+        s.push_segment(Segment::Shared(std::sync::Arc::from(&b"<before>"[..])));
+        let big = vec![5u8; 5000];
+        let mut w = Choppy {
+            out: Vec::new(),
+            n: 700,
+            block: false,
+        };
+        let mut result = message_to(&mut s, &mut w, OpCode::Binary, 0, &big[..], 1000);
+        while result.is_err() {
+            result = flush(&mut s, &mut w);
+        }
+        assert_eq!(&w.out[..8], b"<before>");
+        assert_eq!(&w.out[8..12], &[0x82, 126, 0x13, 0x88]);
+        assert_eq!(&w.out[12..], &big[..]);
     }
 }

@@ -12,8 +12,10 @@ use crate::close::{CloseFrame, MAX_REASON_LEN};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD};
-use crate::sender::Sender;
+use crate::prepared::PreparedMessage;
+use crate::sender::{Segment, Sender};
 use crate::state::Lifecycle;
+use std::sync::Arc;
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     pub sender: Sender,
@@ -196,6 +198,17 @@ impl Outgoing {
         Ok(true)
     }
 
+    /// Queues a prepared message (the caller checked that a data message may be queued): a
+    /// server queues a reference to its frame, a client frames and masks the payload.
+    pub fn queue_prepared(&mut self, message: &PreparedMessage) {
+        if self.sender.masks() {
+            self.sender.message(message.opcode(), 0, message.payload());
+        } else {
+            let frame = Arc::clone(message.server_frame());
+            self.sender.push_segment(Segment::Shared(frame));
+        }
+    }
+
     /// Compresses a data message's payload if permessage-deflate was negotiated and the
     /// compressor takes it: returns the compressed bytes in a buffer to hand back with
     /// [`return_scratch`](Self::return_scratch) once sent.
@@ -211,6 +224,12 @@ impl Outgoing {
             deflate.scratch = compressed;
             None
         }
+    }
+
+    /// Whether outgoing messages may be compressed (permessage-deflate was negotiated).
+    #[cfg(feature = "deflate")]
+    pub fn compresses(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// Keeps the compression buffer for the next message (unless it grew large).

@@ -61,6 +61,33 @@ impl<'a> PayloadBuf<'a> for &'a mut [u8] {
     }
 }
 
+/// Bytes queued by reference rather than copied into the buffer: a prepared frame shared by
+/// many connections, or a large payload the sender gave up.
+#[derive(Debug)]
+pub(crate) enum Segment {
+    Shared(std::sync::Arc<[u8]>),
+    Owned(Vec<u8>),
+}
+
+impl Segment {
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Segment::Shared(bytes) => bytes,
+            Segment::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// A segment and where it goes: before `buf[at]`, after the buffer bytes queued before it.
+#[derive(Debug)]
+struct Mark {
+    at: usize,
+    segment: Segment,
+    /// Bytes of the segment already written.
+    sent: usize,
+}
+
 #[derive(Debug)]
 pub(crate) struct Sender {
     /// Client role: masks every frame with keys from this generator.
@@ -69,6 +96,10 @@ pub(crate) struct Sender {
     buf: Vec<u8>,
     written: usize,
     end: usize,
+    /// Segments queued between buffer bytes, in order (`at` never decreases).
+    marks: std::collections::VecDeque<Mark>,
+    /// Unwritten bytes of `marks`.
+    marked: usize,
     fragment_size: Option<usize>,
     /// Bytes went to the stream since it was last flushed.
     unflushed: bool,
@@ -81,6 +112,8 @@ impl Sender {
             buf: Vec::new(),
             written: 0,
             end: 0,
+            marks: std::collections::VecDeque::new(),
+            marked: 0,
             fragment_size: fragment_size.filter(|&n| n > 0),
             unflushed: false,
         }
@@ -93,8 +126,30 @@ impl Sender {
     }
 
     /// Bytes queued but not yet written to the stream.
+    #[inline(always)]
     pub fn pending(&self) -> usize {
-        self.end - self.written
+        self.end - self.written + self.marked
+    }
+
+    /// Queues `segment` as it is (no copy) after everything queued so far.
+    pub fn push_segment(&mut self, segment: Segment) {
+        let len = segment.bytes().len();
+        if len == 0 {
+            return;
+        }
+        self.marked += len;
+        self.marks.push_back(Mark {
+            at: self.end,
+            segment,
+            sent: 0,
+        });
+    }
+
+    /// Whether all queued bytes are in the buffer (no segment is waiting), so that
+    /// [`output`](Self::output) is everything queued.
+    #[inline(always)]
+    pub fn is_contiguous(&self) -> bool {
+        self.marks.is_empty()
     }
 
     /// Queues one frame.
@@ -166,6 +221,9 @@ impl Sender {
         if self.written > 0 {
             self.buf.copy_within(self.written..self.end, 0);
             self.end -= self.written;
+            for mark in &mut self.marks {
+                mark.at -= self.written;
+            }
             self.written = 0;
         }
         if self.buf.len() - self.end < n {
@@ -191,25 +249,55 @@ impl Sender {
         }
     }
 
+    /// Queues a whole text or binary message whose payload the caller gives up: a payload
+    /// that fits one frame is queued as it is (a client masks it in place), not copied;
+    /// otherwise as [`message`](Self::message) does.
+    pub fn message_owned(&mut self, opcode: OpCode, rsv: u8, mut payload: Vec<u8>) {
+        if payload.len() > self.fragment_size.unwrap_or(usize::MAX) {
+            self.message(opcode, rsv, &payload);
+            return;
+        }
+        if let Some(key) = self.frame_header(opcode, true, rsv, payload.len()) {
+            apply_mask(&mut payload, key, 0);
+        }
+        self.push_segment(Segment::Owned(payload));
+    }
+
     /// The configured fragment size, if any.
     #[inline(always)]
     pub fn fragment_size(&self) -> Option<usize> {
         self.fragment_size
     }
 
-    /// The queued bytes, ready to be written in this order.
+    /// The next queued bytes to write: a run of buffer bytes or a segment. Write them, call
+    /// [`consume`](Self::consume), and ask again until it is empty.
     #[inline(always)]
     pub fn output(&self) -> &[u8] {
-        &self.buf[self.written..self.end]
+        match self.marks.front() {
+            None => &self.buf[self.written..self.end],
+            Some(mark) if mark.at == self.written => &mark.segment.bytes()[mark.sent..],
+            Some(mark) => &self.buf[self.written..mark.at],
+        }
     }
 
-    /// `n` queued bytes were written. Once everything is, the buffer is emptied (and
-    /// released if it grew past 64 KiB).
+    /// `n` bytes of [`output`](Self::output) were written. Once everything is, the buffer
+    /// is emptied (and released if it grew past 64 KiB).
     #[inline]
     pub fn consume(&mut self, n: usize) {
         self.unflushed |= n > 0;
-        self.written = (self.written + n).min(self.end);
-        if self.written == self.end {
+        match self.marks.front_mut() {
+            Some(mark) if mark.at == self.written => {
+                let n = n.min(mark.segment.bytes().len() - mark.sent);
+                mark.sent += n;
+                self.marked -= n;
+                if mark.sent == mark.segment.bytes().len() {
+                    self.marks.pop_front();
+                }
+            }
+            Some(mark) => self.written = (self.written + n).min(mark.at),
+            None => self.written = (self.written + n).min(self.end),
+        }
+        if self.written == self.end && self.marks.is_empty() {
             self.reset();
         }
     }

@@ -42,6 +42,7 @@ use crate::frame::OpCode;
 use crate::keepalive::Timer;
 use crate::message::Message;
 use crate::outgoing::{failure_close, Outgoing};
+use crate::prepared::PreparedMessage;
 use crate::receiver::Receiver;
 use crate::socket::Socket;
 use crate::state::{Lifecycle, Role, State};
@@ -483,6 +484,13 @@ impl<W: Write> WriteHalf<W> {
         };
         let mut message = message;
         self.with(|w| w.write(&mut message))
+    }
+
+    /// Sends a [`PreparedMessage`], like
+    /// [`WebSocket::send_prepared`](crate::WebSocket::send_prepared).
+    pub fn send_prepared(&self, message: &PreparedMessage) -> Result<()> {
+        let _turn = self.shared.turn()?;
+        self.with(|w| w.send_prepared(message))
     }
 
     /// Sends a text message.

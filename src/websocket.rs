@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::frame::OpCode;
 use crate::keepalive::Timer;
 use crate::message::Message;
+use crate::prepared::PreparedMessage;
 use crate::socket::Socket;
 use crate::split::{ReadHalf, Shared, WriteHalf};
 pub use crate::state::Role;
@@ -215,6 +216,13 @@ impl<T: Read + Write> WebSocket<T> {
     /// [`flush`](Self::flush) later, do not send it again.
     pub fn send(&mut self, message: Message) -> Result<()> {
         self.write(message)?;
+        self.flush()
+    }
+
+    /// Sends a [`PreparedMessage`] (see [`send`](Self::send)): a server queues a reference to
+    /// its frame, framed once for every connection it goes to; a client frames and masks it.
+    pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<()> {
+        self.side().send_prepared(message)?;
         self.flush()
     }
 
