@@ -563,9 +563,13 @@ impl ServerHandshake {
     /// Where the next bytes from the client go (never more than the head may still take,
     /// plus one byte to see that it is too large).
     pub fn read_buf(&mut self) -> &mut [u8] {
-        let chunk = (self.config.max_head_size + 1)
-            .saturating_sub(self.len)
-            .clamp(1, 4096);
+        let chunk = match self.request {
+            // Frames behind the head: kept for the connection.
+            Some(_) => 4096,
+            None => (self.config.max_head_size + 1)
+                .saturating_sub(self.len)
+                .clamp(1, 4096),
+        };
         self.buf.resize(self.len + chunk, 0);
         &mut self.buf[self.len..]
     }
@@ -576,6 +580,8 @@ impl ServerHandshake {
     /// send: 431 when a limit is crossed, 400 for a malformed head, nothing for a client
     /// that left ([`HandshakeError::Incomplete`]).
     pub fn filled(&mut self, n: usize) -> Result<Option<&Request>, Refusal> {
+        self.len = (self.len + n).min(self.buf.len());
+        self.buf.truncate(self.len);
         if self.request.is_none() {
             if n == 0 {
                 return Err(Refusal {
@@ -583,8 +589,6 @@ impl ServerHandshake {
                     error: HandshakeError::Incomplete.into(),
                 });
             }
-            self.len = (self.len + n).min(self.buf.len());
-            self.buf.truncate(self.len);
             let limits = (self.config.max_head_size, self.config.max_headers);
             let end = http::check_head(&self.buf, &mut self.scan, limits.0, limits.1)
                 .map_err(Refusal::bad_head)?;
