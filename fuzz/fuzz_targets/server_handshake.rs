@@ -187,6 +187,12 @@ fuzz_target!(|bytes: &[u8]| {
     let bytewise = feed(&config, data, &[1], 0);
     let whole = feed(&config, data, &[0], 0);
     let expected = outcome(&first);
+    if stdws_fuzz::debug() {
+        eprintln!(
+            "[stdws-fuzz] handshake cfg {c:#04x}: {:?}",
+            expected.as_ref().map(|_| "request")
+        );
+    }
     for (other, how) in [(&bytewise, "one byte at a time"), (&whole, "all at once")] {
         let got = outcome(other);
         assert_eq!(expected, got, "the handshake read differently {how}");

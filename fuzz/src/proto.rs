@@ -92,7 +92,9 @@ pub const KEEPALIVE: KeepAlive = KeepAlive {
 ///
 /// - `chunks`: one byte per `filled` call: `0` as much as `read_buf()` offers, otherwise
 ///   that many bytes (at most what `read_buf()` offers). Empty: always as much as offered.
-/// - `ops`: one byte after each chunk is fed and polled (then, after the end, each once):
+/// - `ops`: one byte after each chunk is fed and polled; when the input has run out, each
+///   once more (before EOF: time passes with nothing heard, so keep-alive can time out);
+///   after the end, each once more:
 ///   - `00kkkkkk`: `consume(k)` (`k == 0`: everything);
 ///   - `01tttttt`: time advances by `5 * t` ms, then `on_timeout(now)`;
 ///   - `10llllkk`: a send of kind `k` (text, binary, ping, pong) with `9 * l` payload
@@ -660,6 +662,21 @@ pub fn run(
             run.consume(usize::MAX);
         }
         if pos == feed.len() {
+            // The input ran out: the ops once more each (time passes with nothing heard,
+            // so keep-alive can time out), then EOF.
+            for _ in 0..drive.ops.len() {
+                if run.ending.is_some() {
+                    break;
+                }
+                let b = drive.ops[oi % drive.ops.len()];
+                oi += 1;
+                run.op(b);
+                run.poll_all();
+                run.check_invariants(run.allowance(0));
+            }
+            if run.ending.is_some() {
+                break;
+            }
             if drive.eof && !eof_sent {
                 eof_sent = true;
                 run.conn.filled(0, run.now);
@@ -703,6 +720,15 @@ pub fn run(
 
     // The oracle for what was read.
     let reference_decoded = decode(reference, run.server, max_frame, max_message);
+    if crate::debug() {
+        eprintln!(
+            "[stdws-fuzz] proto {}: {} messages, {ending:?}, reference {:?}, {} frames expected out",
+            run.ctx,
+            run.got.len(),
+            reference_decoded.end,
+            run.expected.len()
+        );
+    }
     let same_prefix = run.got.len() <= reference_decoded.messages.len()
         && run
             .got
