@@ -588,6 +588,29 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
         }
         x.extend_from_slice(&frame(true, 8, &close_body(1000, b""), key));
         add("connection", &format!("{prefix_name}_sends_and_close"), x);
+        // Finding F4 (fixed in 55754ba): bytes fed after the end were kept. The peer's
+        // close (or, for a server, an unmasked frame), then junk the driver still reads.
+        let mut x = vec![0x80 | role_bit, 0x00];
+        x.extend_from_slice(&frame(true, 8, &close_body(1000, b""), key));
+        x.extend_from_slice(&[0x82; 300]);
+        add(
+            "connection",
+            &format!("{prefix_name}_close_then_junk_F4"),
+            x,
+        );
+        let mut x = vec![0x80 | role_bit, 0x00];
+        x.extend_from_slice(&frame(
+            true,
+            1,
+            b"wrong masking",
+            (!masked).then_some([1, 2, 3, 4]),
+        ));
+        x.extend_from_slice(&[0x82; 300]);
+        add(
+            "connection",
+            &format!("{prefix_name}_violation_then_junk_F4"),
+            x,
+        );
         // Tight output limit with sends that hit WriteBufferFull, no EOF.
         let mut x = vec![0x20 | role_bit, 0x41, 2, 0xBC, 0xBC, 0xBC, 0xBD];
         for _ in 0..8 {
@@ -625,8 +648,9 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
             (0x8Fu8, 0x00u8, &[][..], ""),
             // Chunks of 50 bytes: the head ends inside a chunk, frames follow it.
             (0x8F, 0x11, &[50, 0x00][..], "_chunked_50"),
-            // The same, fed to the handshake after the request arrived too.
-            (0xAF, 0x11, &[50, 0x00][..], "_keep_feeding"),
+            // The same, fed to the handshake after the request arrived too. Finding F5
+            // (fixed in 03fdb12, from main's 49413bc): those bytes were dropped.
+            (0xAF, 0x11, &[50, 0x00][..], "_keep_feeding_F5"),
             (0x9F, 0x00, &[][..], "_accept_with"),
         ] {
             let mut x = vec![cfg, lens];
