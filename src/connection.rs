@@ -140,13 +140,18 @@ impl Connection {
     }
 
     /// `n` bytes were read into [`read_buf`](Self::read_buf) at `now`; 0 means the peer
-    /// ended its stream. Call [`poll`](Self::poll) next.
+    /// ended its stream. Call [`poll`](Self::poll) next. Once the closing handshake is
+    /// complete or the connection failed, bytes are dropped: nothing more is read.
     pub fn filled(&mut self, n: usize, now: Instant) {
         if n == 0 {
             self.eof = true;
             return;
         }
-        self.receiver.filled(n);
+        // After the end nothing polls the receiver, so kept bytes would pile up for as long
+        // as the peer sends (a client reads on until the server's EOF).
+        if self.out.state.is_reading() {
+            self.receiver.filled(n);
+        }
         self.heard(now);
     }
 

@@ -534,6 +534,132 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
         x.extend_from_slice(body);
         add("client_stream", &format!("101_then_{name}"), x);
     }
+    // connection: [cfg][lens][chunk sizes][ops] frames; cfg bit 0 = client role, bit 7 =
+    // EOF after the data (see fuzz_targets/connection.rs). The frame streams of the blocking
+    // targets, with their cfg mapped onto the connection target's bits.
+    for (role_bit, masked, prefix_name) in [(0u8, true, "server"), (1u8, false, "client")] {
+        for (name, bytes) in frame_streams(masked) {
+            let (prefix, data) = split_prefix(&bytes);
+            let mut x = match prefix[0] {
+                // Chopped delivery: 256-byte read buffer, chunks 1, 3, 7, 200; ops: consume
+                // 1 byte, 25 ms pass, consume 5, consume all.
+                0x05 => vec![0x88 | role_bit, 0x44, 1, 3, 7, 200, 0x01, 0x45, 0x05, 0x00],
+                0x08 => vec![0x84 | role_bit, 0x00],
+                0x12 => vec![0x82 | role_bit, 0x00],
+                0x20 => vec![0xA0 | role_bit, 0x10, 0x45],
+                _ => vec![0x80 | role_bit, 0x00],
+            };
+            x.extend_from_slice(data);
+            add("connection", &format!("{prefix_name}_{name}"), x);
+        }
+        let key = masked.then_some([0x37, 0xfa, 0x21, 0x3d]);
+        let hello = frame(true, 1, b"Hello", key);
+        // Keep-alive: 100 ms pass (ping due), then 50 ms more (timeout, close 1011).
+        let mut x = vec![0x90 | role_bit, 0x20, 0x54, 0x4A];
+        x.extend_from_slice(&hello);
+        x.extend_from_slice(&hello);
+        add("connection", &format!("{prefix_name}_keepalive_timeout"), x);
+        // Keep-alive answered: ping due, then input arrives before the timeout.
+        let mut x = vec![0x90 | role_bit, 0x11, 10, 0x54];
+        x.extend_from_slice(&frame(true, 10, b"keepalive", key));
+        x.extend_from_slice(&hello);
+        add(
+            "connection",
+            &format!("{prefix_name}_keepalive_answered"),
+            x,
+        );
+        // Sends from our side: text 72 bytes, binary 9, a 135-byte ping (refused), a pong,
+        // consume 3, close 3000 with a 40-byte reason, close 1005 (refused), consume all.
+        let mut x = vec![
+            0x42 | role_bit,
+            0x81,
+            6,
+            0xA0,
+            0x85,
+            0xBE,
+            0x87,
+            0x03,
+            0xD2,
+            0xC5,
+            0x00,
+        ];
+        for _ in 0..6 {
+            x.extend_from_slice(&hello);
+        }
+        x.extend_from_slice(&frame(true, 8, &close_body(1000, b""), key));
+        add("connection", &format!("{prefix_name}_sends_and_close"), x);
+        // Finding F4 (fixed in 55754ba): bytes fed after the end were kept. The peer's
+        // close (or, for a server, an unmasked frame), then junk the driver still reads.
+        let mut x = vec![0x80 | role_bit, 0x00];
+        x.extend_from_slice(&frame(true, 8, &close_body(1000, b""), key));
+        x.extend_from_slice(&[0x82; 300]);
+        add(
+            "connection",
+            &format!("{prefix_name}_close_then_junk_F4"),
+            x,
+        );
+        let mut x = vec![0x80 | role_bit, 0x00];
+        x.extend_from_slice(&frame(
+            true,
+            1,
+            b"wrong masking",
+            (!masked).then_some([1, 2, 3, 4]),
+        ));
+        x.extend_from_slice(&[0x82; 300]);
+        add(
+            "connection",
+            &format!("{prefix_name}_violation_then_junk_F4"),
+            x,
+        );
+        // Tight output limit with sends that hit WriteBufferFull, no EOF.
+        let mut x = vec![0x20 | role_bit, 0x41, 2, 0xBC, 0xBC, 0xBC, 0xBD];
+        for _ in 0..8 {
+            x.extend_from_slice(&frame(true, 9, b"ping", key));
+        }
+        add("connection", &format!("{prefix_name}_write_buffer_full"), x);
+    }
+    // server_handshake: [cfg][lens][chunk sizes][ops] request head, then frames.
+    // cfg 0x0F: 4 KiB head, 64 headers; 0x01: 200 bytes, 4 headers; 0x80: EOF after data;
+    // 0x10: accept_with; 0x20: keep feeding after the request; 0x40: reject/respond.
+    for (name, req) in requests() {
+        let mut x = vec![0x0F, 0x00];
+        x.extend_from_slice(&req);
+        add("server_handshake", name, x);
+    }
+    for (cfg, name) in [
+        (0x01u8, "rfc_tight_limits"),
+        (0x0D, "rfc_head_200"),
+        (0x0B, "rfc_six_headers"),
+        (0x4F, "rfc_reject"),
+        (0x5F, "rfc_respond"),
+    ] {
+        let mut x = vec![cfg, 0x00];
+        x.extend_from_slice(RFC_REQUEST.as_bytes());
+        add("server_handshake", name, x);
+    }
+    for (name, frames) in client_frames.iter().filter(|(n, _)| {
+        matches!(
+            *n,
+            "text_hello" | "fragmented_text_with_ping" | "ping_pong_close" | "we_close_first"
+        )
+    }) {
+        let (_, body) = split_prefix(frames);
+        for (cfg, lens, sched, suffix) in [
+            (0x8Fu8, 0x00u8, &[][..], ""),
+            // Chunks of 50 bytes: the head ends inside a chunk, frames follow it.
+            (0x8F, 0x11, &[50, 0x00][..], "_chunked_50"),
+            // The same, fed to the handshake after the request arrived too. Finding F5
+            // (fixed in 03fdb12, from main's 49413bc): those bytes were dropped.
+            (0xAF, 0x11, &[50, 0x00][..], "_keep_feeding_F5"),
+            (0x9F, 0x00, &[][..], "_accept_with"),
+        ] {
+            let mut x = vec![cfg, lens];
+            x.extend_from_slice(sched);
+            x.extend_from_slice(RFC_REQUEST.as_bytes());
+            x.extend_from_slice(body);
+            add("server_handshake", &format!("rfc_then_{name}{suffix}"), x);
+        }
+    }
     out
 }
 
