@@ -22,15 +22,18 @@
 //! time passed in. Nothing blocks: a slow client costs memory (its queued output), not a
 //! thread, and an idle one costs what its `Connection` holds, not a stack.
 //!
-//! What a connection holds while idle: the socket, this file's `Client` (about 100 bytes
-//! plus the `Connection` itself), and the `Connection`'s buffers: the read buffer, resting at
-//! `Config::read_buffer_size` (4 KiB; it grows to 64 KiB during bursts and shrinks back
-//! after a short read), the write queue (empty; an allocation that grew past 64 KiB is
-//! released once written) and the allocation of the last echoed message (kept up to 64 KiB
-//! to receive the next one into). With permessage-deflate, the compressor and decompressor
-//! states are allocated with the first compressed message. While the handshake is under way
-//! the `ServerHandshake` holds the request head read so far (a 4 KiB buffer, then up to
-//! `Config::max_head_size`), which becomes the connection's read buffer.
+//! What a connection holds while idle: the socket, this file's `Client` (120 bytes in the
+//! map, on x86-64), the boxed `Connection` (528 bytes) and its buffers: the read buffer,
+//! resting at `Config::read_buffer_size` (4 KiB; it grows to 64 KiB during bursts and
+//! shrinks back after a short read), the write queue (empty; an allocation that grew past
+//! 64 KiB is released once written) and the allocation of the last echoed message (kept up
+//! to 64 KiB to receive the next one into). With permessage-deflate, the compressor and
+//! decompressor states are allocated with the first compressed message. While the handshake
+//! is under way the `ServerHandshake` holds the request head read so far (a 4 KiB buffer,
+//! then up to `Config::max_head_size`), which becomes the connection's read buffer.
+//! Measured with `tests/load.rs` (`ten_thousand_idle_connections_on_poll_server`): 10,000
+//! idle connections, after a handshake and one echo each, add 4.9 KiB of RSS apiece, 4 KiB
+//! of it the read buffer.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
