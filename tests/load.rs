@@ -484,8 +484,8 @@ fn ten_thousand_idle_connections_on_poll_server() {
         .map(|w| {
             let request = request.clone();
             spawn_bounded(move || -> Result<Vec<TcpStream>, String> {
-                let count = CONNS / WORKERS + usize::from(w < CONNS % WORKERS);
-                (0..count)
+                (w..CONNS)
+                    .step_by(WORKERS)
                     .map(|i| {
                         raw_ws_client(addr, request.as_bytes())
                             .map_err(|e| format!("worker {w}, connection {i}: {e}"))
