@@ -1,15 +1,17 @@
-//! Load tests against an in-process, thread-per-connection stdws echo server (server threads
-//! with 64 KiB stacks, as the README recommends), over 127.0.0.1. Ignored in the normal
-//! suite; run them with:
+//! Load tests over 127.0.0.1, ignored in the normal suite; run them with:
 //!
 //! ```sh
 //! cargo test --release --test load -- --ignored --nocapture
 //! ```
 //!
-//! They need about 5,000 file descriptors (`ulimit -n`) and print what they measure. The
-//! memory figures are this process's RSS, so they are cleanest for a test run alone (add
-//! its name, e.g. `two_thousand`, after `--nocapture`): a test that runs after the other
-//! reuses memory that one freed.
+//! Two run an in-process, thread-per-connection stdws echo server (server threads with
+//! 64 KiB stacks, as the README recommends); they need about 5,000 file descriptors
+//! (`ulimit -n`), and their memory figures are this process's RSS, so they are cleanest for
+//! a test run alone (add its name, e.g. `two_thousand`, after `--nocapture`): a test that
+//! runs after the other reuses memory that one freed. The third,
+//! `ten_thousand_idle_connections_on_poll_server`, measures `examples/poll_server` (one
+//! thread, `stdws::proto`) as a child process, building it first, and needs about 10,100
+//! file descriptors. Each prints what it measures.
 
 mod common;
 
@@ -311,5 +313,225 @@ fn two_thousand_idle_connections_memory() {
     assert!(
         per_conn_kib < 256.0,
         "{per_conn_kib:.1} KiB per idle connection"
+    );
+}
+
+/// The server's status field `field` (in kB for memory) from /proc/PID/status.
+fn status_of(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// `examples/poll_server`, built in release mode: `POLL_SERVER` if set, else built here with
+/// the cargo that runs the tests (a no-op when it is up to date).
+fn poll_server_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("POLL_SERVER") {
+        return path.into();
+    }
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .args(["build", "--quiet", "--release", "--example", "poll_server"])
+        .arg("--manifest-path")
+        .arg(format!("{manifest}/Cargo.toml"));
+    // Not the variables cargo set for this test: build scripts that watch them (ring's does,
+    // for CARGO_PKG_NAME and others) would run again, and the next `cargo test` rebuild
+    // their crates once more.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_for_tests = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&&*name);
+        if set_for_tests {
+            build.env_remove(&*name);
+        }
+    }
+    let status = build.status().expect("cargo build --example poll_server");
+    assert!(status.success(), "cargo build --example poll_server failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(manifest).join("target"));
+    target.join("release/examples/poll_server")
+}
+
+/// A child process that is killed (by its own id) when dropped, so a failed test leaves
+/// no server behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One raw client: the opening handshake, one masked text message and its echo. Returns the
+/// open socket, left idle.
+fn raw_ws_client(addr: SocketAddr, request: &[u8]) -> Result<TcpStream, String> {
+    let hello = common::client_frame(true, 0x1, b"hello");
+    let echo = common::server_frame(true, 0x1, b"hello");
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .and_then(|()| s.set_nodelay(true))
+        .and_then(|()| s.write_all(request))
+        .map_err(|e| format!("request: {e}"))?;
+    // The 101 has no body; read it byte by byte up to its blank line, so the echo that
+    // follows is not taken for part of it.
+    let mut head = Vec::with_capacity(160);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte)
+            .map_err(|e| format!("response: {e}"))?;
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101 ") {
+        return Err(format!("answer {:?}", String::from_utf8_lossy(&head)));
+    }
+    s.write_all(&hello).map_err(|e| format!("send: {e}"))?;
+    let mut reply = vec![0u8; echo.len()];
+    s.read_exact(&mut reply).map_err(|e| format!("echo: {e}"))?;
+    if reply != echo {
+        return Err(format!("wrong echo {reply:?}"));
+    }
+    Ok(s)
+}
+
+/// Ends a [`raw_ws_client`] connection with the closing handshake: our close (1000), the
+/// server's echo of it, then its end of stream.
+fn raw_ws_close(mut s: TcpStream) -> Result<(), String> {
+    let close = common::client_frame(true, 0x8, &common::close_body(1000, b""));
+    s.write_all(&close).map_err(|e| format!("close: {e}"))?;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .map_err(|e| format!("close reply: {e}"))?;
+    match rest == common::server_frame(true, 0x8, &common::close_body(1000, b"")) {
+        true => Ok(()),
+        false => Err(format!("close reply {rest:?}")),
+    }
+}
+
+/// 10,000 idle WebSocket connections held by `examples/poll_server`, a separate process
+/// with one event-loop thread: raw clients in this process (4 threads) each complete the
+/// handshake and one echo and then stay silent. Prints the server's RSS before and after,
+/// KiB per connection and its thread count. Needs `ulimit -n` above 10,100 (the server
+/// holds 10,000 sockets, this process the other ends). The clients all come from
+/// 127.0.0.1 to one port, which takes 10,000 of the 28,000 ephemeral ports Linux has by
+/// default. The whole test is bounded (120 s for the clients); the server is killed at the
+/// end, before the connections' keep-alive (30 s) would ping them.
+#[test]
+#[ignore = "load test: cargo test --release --test load -- --ignored --nocapture poll_server"]
+fn ten_thousand_idle_connections_on_poll_server() {
+    let _serial = serial();
+    const CONNS: usize = 10_000;
+    const WORKERS: usize = 4;
+    if let Some(limit) = open_files_limit() {
+        assert!(limit >= CONNS as u64 + 100, "ulimit -n is {limit}");
+    }
+    let binary = poll_server_binary();
+    let mut child = std::process::Command::new(&binary)
+        .arg("127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    let stderr = child.stderr.take().unwrap();
+    let server = KillOnDrop(child);
+    let pid = server.0.id();
+    // The first line names the address; the rest is drained (a full pipe would block the
+    // server's event loop) and counted, keeping the first few that are not connects.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new((0usize, Vec::<String>::new())));
+    let log2 = Arc::clone(&log);
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if let Some(rest) = line.strip_prefix("poll_server: listening on ws://") {
+                let addr: SocketAddr = rest.split('/').next().unwrap().parse().unwrap();
+                let _ = addr_tx.send(addr);
+                continue;
+            }
+            let mut log = log2.lock().unwrap();
+            log.0 += 1;
+            if !line.ends_with(": connected") && log.1.len() < 5 {
+                log.1.push(line);
+            }
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("poll_server announces its address");
+    let request = upgrade_request("/idle");
+    // Warm up: one connection, so the process's one-time costs are in the baseline.
+    raw_ws_close(raw_ws_client(addr, request.as_bytes()).unwrap()).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let rss_before = status_of(pid, "VmRSS").unwrap();
+    let anon_before = status_of(pid, "RssAnon").unwrap();
+    let start = Instant::now();
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let request = request.clone();
+            spawn_bounded(move || -> Result<Vec<TcpStream>, String> {
+                (w..CONNS)
+                    .step_by(WORKERS)
+                    .map(|i| {
+                        raw_ws_client(addr, request.as_bytes())
+                            .map_err(|e| format!("worker {w}, connection {i}: {e}"))
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let mut clients = Vec::with_capacity(CONNS);
+    for worker in workers {
+        clients.extend(worker.join(Duration::from_secs(120)).unwrap());
+    }
+    let opened = start.elapsed();
+    assert_eq!(clients.len(), CONNS);
+    thread::sleep(Duration::from_millis(500)); // let the server settle
+    let rss = status_of(pid, "VmRSS").unwrap();
+    let anon = status_of(pid, "RssAnon").unwrap();
+    let threads = status_of(pid, "Threads").unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    // One more connection through the loaded loop.
+    let probe = Instant::now();
+    raw_ws_close(raw_ws_client(addr, request.as_bytes()).unwrap()).unwrap();
+    let probe = probe.elapsed();
+    let per_conn_kib = rss.saturating_sub(rss_before) as f64 / CONNS as f64;
+    println!(
+        "poll_server, {CONNS} idle connections (opened in {opened:.2?} by {WORKERS} client \
+         threads, each: handshake + one echo): {threads} thread(s), {fds} open files; \
+         RSS {:.1} MiB -> {:.1} MiB (anonymous {:.1} -> {:.1} MiB): {per_conn_kib:.2} KiB \
+         per idle connection; one more handshake + echo + close with them open: {probe:.2?}",
+        mib(rss_before),
+        mib(rss),
+        mib(anon_before),
+        mib(anon),
+    );
+    drop(server); // killed before the clients close: no 10,000 disconnects to log
+    drop(clients);
+    let (lines, errors) = log.lock().unwrap().clone();
+    assert!(errors.is_empty(), "poll_server logged errors: {errors:?}");
+    assert_eq!(lines, CONNS + 2, "one `connected` per connection");
+    assert_eq!(threads, 1, "poll_server runs one thread");
+    assert!(
+        fds > CONNS,
+        "the server holds every connection ({fds} open files)"
+    );
+    assert!(
+        per_conn_kib < 16.0,
+        "{per_conn_kib:.2} KiB per idle connection"
     );
 }
