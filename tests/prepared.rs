@@ -94,5 +94,8 @@ fn a_large_owned_payload_is_queued_as_it_is() {
     conn.send(Message::Binary(payload)).unwrap();
     assert_eq!(conn.output(), &[0x82, 127, 0, 0, 0, 0, 0, 3, 0x0d, 0x40]);
     conn.consume(10);
-    assert!(std::ptr::eq(conn.output().as_ptr(), at), "the payload was copied");
+    assert!(
+        std::ptr::eq(conn.output().as_ptr(), at),
+        "the payload was copied"
+    );
 }
