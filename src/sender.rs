@@ -273,18 +273,38 @@ impl Sender {
     /// [`consume`](Self::consume), and ask again until it is empty.
     #[inline(always)]
     pub fn output(&self) -> &[u8] {
+        if self.marks.is_empty() {
+            return &self.buf[self.written..self.end];
+        }
+        self.output_marked()
+    }
+
+    #[cold]
+    fn output_marked(&self) -> &[u8] {
         match self.marks.front() {
-            None => &self.buf[self.written..self.end],
             Some(mark) if mark.at == self.written => &mark.segment.bytes()[mark.sent..],
             Some(mark) => &self.buf[self.written..mark.at],
+            None => &self.buf[self.written..self.end],
         }
     }
 
     /// `n` bytes of [`output`](Self::output) were written. Once everything is, the buffer
     /// is emptied (and released if it grew past 64 KiB).
-    #[inline]
+    #[inline(always)]
     pub fn consume(&mut self, n: usize) {
         self.unflushed |= n > 0;
+        if self.marks.is_empty() {
+            self.written = (self.written + n).min(self.end);
+            if self.written == self.end {
+                self.reset();
+            }
+            return;
+        }
+        self.consume_marked(n);
+    }
+
+    #[cold]
+    fn consume_marked(&mut self, n: usize) {
         match self.marks.front_mut() {
             Some(mark) if mark.at == self.written => {
                 let n = n.min(mark.segment.bytes().len() - mark.sent);
