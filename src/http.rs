@@ -234,6 +234,64 @@ pub fn check_head(
     }
 }
 
+/// An HTTP head and the bytes behind it, as they arrive: the buffer both handshake state
+/// machines read into, checked against the limits as it fills.
+#[derive(Debug, Default)]
+pub struct HeadReader {
+    /// `buf[..len]` arrived; `buf[len..]` is room handed out by `room`.
+    buf: Vec<u8>,
+    len: usize,
+    scan: HeadScan,
+    /// The head's length, once it is complete.
+    head: Option<usize>,
+}
+
+impl HeadReader {
+    /// Where the next bytes go: while the head is incomplete, never more than a head of
+    /// `max_size` bytes may still take, plus one byte to see that it is too large; after
+    /// it (the peer's first frames, or a body), 4 KiB.
+    pub fn room(&mut self, max_size: usize) -> &mut [u8] {
+        let chunk = match self.head {
+            Some(_) => 4096,
+            None => (max_size + 1).saturating_sub(self.len).clamp(1, 4096),
+        };
+        self.buf.resize(self.len + chunk, 0);
+        &mut self.buf[self.len..]
+    }
+
+    /// `n` bytes arrived in the last [`room`](Self::room).
+    pub fn filled(&mut self, n: usize) {
+        self.len = (self.len + n).min(self.buf.len());
+        self.buf.truncate(self.len);
+    }
+
+    /// The head, once it is complete within the limits (see [`check_head`]); `None` while
+    /// more bytes are needed.
+    pub fn head(
+        &mut self,
+        max_size: usize,
+        max_headers: usize,
+    ) -> Result<Option<&[u8]>, HandshakeError> {
+        if self.head.is_none() {
+            self.head = check_head(&self.buf, &mut self.scan, max_size, max_headers)?;
+        }
+        Ok(self.head.map(|end| &self.buf[..end]))
+    }
+
+    /// How many bytes arrived after the head (0 before it is complete).
+    pub fn after_head(&self) -> usize {
+        self.head.map_or(0, |end| self.len - end)
+    }
+
+    /// The bytes that arrived after the head.
+    pub fn into_rest(self) -> Vec<u8> {
+        let mut buf = self.buf;
+        buf.truncate(self.len);
+        buf.drain(..self.head.unwrap_or(self.len));
+        buf
+    }
+}
+
 /// A parsed head: the start line and the header fields.
 #[derive(Debug)]
 pub struct Head<'a> {

@@ -185,9 +185,7 @@ impl ClientBuilder {
             rng,
             request,
             written: 0,
-            buf: Vec::new(),
-            len: 0,
-            scan: http::HeadScan::default(),
+            input: http::HeadReader::default(),
             response: None,
         })
     }
@@ -392,13 +390,10 @@ pub struct ClientHandshake {
     /// The request head; `request[written..]` is still to be written.
     request: Vec<u8>,
     written: usize,
-    /// `buf[..len]` arrived; `buf[len..]` is room handed out by `read_buf`.
-    buf: Vec<u8>,
-    len: usize,
-    scan: http::HeadScan,
-    /// The response head once it arrived, its length, and whether the answer is complete
-    /// (a 101 at once; a refusal when its body is in or the stream ended).
-    response: Option<(Response, usize, bool)>,
+    input: http::HeadReader,
+    /// The response head once it arrived, and whether the answer is complete (a 101 at
+    /// once; a refusal when its body is in or the stream ended).
+    response: Option<(Response, bool)>,
 }
 
 impl ClientHandshake {
@@ -415,32 +410,23 @@ impl ClientHandshake {
     /// Where the next bytes from the server go (never more than the head may still take,
     /// plus one byte to see that it is too large).
     pub fn read_buf(&mut self) -> &mut [u8] {
-        let chunk = match &self.response {
-            Some(_) => 4096,
-            None => (self.config.max_head_size + 1)
-                .saturating_sub(self.len)
-                .clamp(1, 4096),
-        };
-        self.buf.resize(self.len + chunk, 0);
-        &mut self.buf[self.len..]
+        self.input.room(self.config.max_head_size)
     }
 
     /// `n` bytes were read into [`read_buf`](Self::read_buf); 0 means the server ended its
     /// stream. Fails for a head that breaks the limits or does not parse, or a stream that
     /// ends before the head did.
     pub fn filled(&mut self, n: usize) -> Result<(), Error> {
-        self.len = (self.len + n).min(self.buf.len());
-        self.buf.truncate(self.len);
+        self.input.filled(n);
         match &mut self.response {
             None if n == 0 => Err(HandshakeError::Incomplete.into()),
             None => {
                 let limits = (self.config.max_head_size, self.config.max_headers);
-                let Some(end) = http::check_head(&self.buf, &mut self.scan, limits.0, limits.1)?
-                else {
+                let Some(head) = self.input.head(limits.0, limits.1)? else {
                     return Ok(());
                 };
-                let response = Response::parse(&self.buf[..end], limits.1)?;
-                self.response = Some((response, end, false));
+                let response = Response::parse(head, limits.1)?;
+                self.response = Some((response, false));
                 self.check_body(false);
                 Ok(())
             }
@@ -455,21 +441,21 @@ impl ClientHandshake {
     /// refusal once its `Content-Length` (at most 64 KiB of it) arrived, at once without
     /// one, or when the stream ends.
     fn check_body(&mut self, ended: bool) {
-        if let Some((response, head, complete)) = &mut self.response {
+        if let Some((response, complete)) = &mut self.response {
             let declared = http::content_length(response.headers()).ok().flatten();
             let want = declared.unwrap_or(0).min(MAX_ERROR_BODY as u64) as usize;
-            *complete = response.status() == 101 || ended || self.len - *head >= want;
+            *complete = response.status() == 101 || ended || self.input.after_head() >= want;
         }
     }
 
     /// The server's response head, once it arrived.
     pub fn response(&self) -> Option<&Response> {
-        self.response.as_ref().map(|(response, ..)| response)
+        self.response.as_ref().map(|(response, _)| response)
     }
 
     /// Whether the server's whole answer is in: call [`finish`](Self::finish).
     pub fn is_complete(&self) -> bool {
-        matches!(self.response, Some((.., true)))
+        matches!(self.response, Some((_, true)))
     }
 
     /// Checks the answer (RFC 6455 §4.1: status 101, `Upgrade`/`Connection`, the accept
@@ -477,14 +463,12 @@ impl ClientHandshake {
     /// (its first input is what the server sent behind the 101) with the response. A
     /// refusal fails with [`Error::Http`], its body attached.
     pub fn finish(self) -> Result<(Connection, Response), Error> {
-        let Some((mut response, head, true)) = self.response else {
+        let Some((mut response, true)) = self.response else {
             return Err(Error::InvalidInput(
                 "the server's answer has not arrived yet",
             ));
         };
-        let mut rest = self.buf;
-        rest.truncate(self.len);
-        rest.drain(..head);
+        let mut rest = self.input.into_rest();
         if response.status() != 101 {
             let declared = http::content_length(response.headers()).ok().flatten();
             // Without a Content-Length, keep what already arrived (up to the cap).

@@ -535,12 +535,9 @@ where
 #[derive(Debug)]
 pub struct ServerHandshake {
     config: Config,
-    /// `buf[..len]` arrived; `buf[len..]` is room handed out by `read_buf`.
-    buf: Vec<u8>,
-    len: usize,
-    scan: http::HeadScan,
-    /// The parsed request, once its whole head arrived, and the head's length.
-    request: Option<(Request, usize)>,
+    input: http::HeadReader,
+    /// The parsed request, once its whole head arrived.
+    request: Option<Request>,
 }
 
 impl ServerHandshake {
@@ -548,25 +545,16 @@ impl ServerHandshake {
     pub fn new(config: Config) -> ServerHandshake {
         ServerHandshake {
             config,
-            buf: Vec::new(),
-            len: 0,
-            scan: http::HeadScan::default(),
+            input: http::HeadReader::default(),
             request: None,
         }
     }
 
     /// Where the next bytes from the client go (never more than the head may still take,
-    /// plus one byte to see that it is too large).
+    /// plus one byte to see that it is too large; after the head, room for the frames
+    /// behind it, which are kept for the connection).
     pub fn read_buf(&mut self) -> &mut [u8] {
-        let chunk = match self.request {
-            // Frames behind the head: kept for the connection.
-            Some(_) => 4096,
-            None => (self.config.max_head_size + 1)
-                .saturating_sub(self.len)
-                .clamp(1, 4096),
-        };
-        self.buf.resize(self.len + chunk, 0);
-        &mut self.buf[self.len..]
+        self.input.room(self.config.max_head_size)
     }
 
     /// `n` bytes were read into [`read_buf`](Self::read_buf); 0 means the client ended its
@@ -575,8 +563,7 @@ impl ServerHandshake {
     /// send: 431 when a limit is crossed, 400 for a malformed head, nothing for a client
     /// that left ([`HandshakeError::Incomplete`]).
     pub fn filled(&mut self, n: usize) -> Result<Option<&Request>, Refusal> {
-        self.len = (self.len + n).min(self.buf.len());
-        self.buf.truncate(self.len);
+        self.input.filled(n);
         if self.request.is_none() {
             if n == 0 {
                 return Err(Refusal {
@@ -585,20 +572,22 @@ impl ServerHandshake {
                 });
             }
             let limits = (self.config.max_head_size, self.config.max_headers);
-            let end = http::check_head(&self.buf, &mut self.scan, limits.0, limits.1)
+            let head = self
+                .input
+                .head(limits.0, limits.1)
                 .map_err(Refusal::bad_head)?;
-            let Some(end) = end else {
+            let Some(head) = head else {
                 return Ok(None);
             };
-            let request = Request::parse(&self.buf[..end], limits.1).map_err(Refusal::bad_head)?;
-            self.request = Some((request, end));
+            let request = Request::parse(head, limits.1).map_err(Refusal::bad_head)?;
+            self.request = Some(request);
         }
         Ok(self.request())
     }
 
     /// The request, once its whole head has arrived.
     pub fn request(&self) -> Option<&Request> {
-        self.request.as_ref().map(|(request, _)| request)
+        self.request.as_ref()
     }
 
     /// Whether the request is a valid WebSocket upgrade (what [`accept`](Self::accept)
@@ -620,7 +609,7 @@ impl ServerHandshake {
     where
         F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
     {
-        let Some((request, _)) = &self.request else {
+        let Some(request) = &self.request else {
             return Err(Refusal {
                 response: Vec::new(),
                 error: Error::InvalidInput("the request has not arrived yet"),
@@ -646,11 +635,8 @@ impl ServerHandshake {
 
     /// The configuration, the request and the bytes that followed its head.
     fn into_parts(self) -> (Config, Request, Vec<u8>) {
-        let (request, end) = self.request.expect("the request arrived");
-        let mut buf = self.buf;
-        buf.truncate(self.len);
-        buf.drain(..end);
-        (self.config, request, buf)
+        let request = self.request.expect("the request arrived");
+        (self.config, request, self.input.into_rest())
     }
 }
 
