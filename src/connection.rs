@@ -15,7 +15,7 @@ use crate::error::{CapacityError, Error, Result};
 use crate::frame::OpCode;
 use crate::keepalive::{Tick, Timer};
 use crate::message::Message;
-use crate::outgoing::{check_control_payload, failure_close, Outgoing};
+use crate::outgoing::{check_control_payload, Outgoing};
 use crate::prepared::PreparedMessage;
 use crate::rand::Rng;
 use crate::receiver::{Incoming, Receiver};
@@ -195,10 +195,7 @@ impl Connection {
             }
             Ok(None) if self.eof => Err(self.out.end(Error::AbnormalClosure)),
             Ok(None) => Ok(None),
-            Err(e) => {
-                self.out.queue_failure(failure_close(&e));
-                Err(self.out.end(e))
-            }
+            Err(e) => Err(self.out.fail(e)),
         }
     }
 
@@ -214,8 +211,7 @@ impl Connection {
             }
             // A large payload is queued as it is, not copied (see `output`).
             Message::Binary(data) if self.queues_owned(data.len()) => {
-                self.out.check_not_streaming()?;
-                self.check_can_queue()?;
+                self.check_can_send_data()?;
                 self.out.sender.message_owned(OpCode::Binary, 0, data);
                 Ok(())
             }
@@ -243,8 +239,7 @@ impl Connection {
     /// Queues a [`PreparedMessage`]: on a server connection a reference to its frame, with
     /// no framing and no copy; on a client connection, framed and masked as usual.
     pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<()> {
-        self.out.check_not_streaming()?;
-        self.check_can_queue()?;
+        self.check_can_send_data()?;
         self.out.queue_prepared(message);
         Ok(())
     }
@@ -283,8 +278,7 @@ impl Connection {
     }
 
     fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
-        self.out.check_not_streaming()?;
-        self.check_can_queue()?;
+        self.check_can_send_data()?;
         #[cfg(feature = "deflate")]
         if let Some(compressed) = self.out.compress(payload) {
             // RSV1: a compressed message (RFC 7692 §6).
@@ -294,6 +288,13 @@ impl Connection {
         }
         self.out.sender.message(opcode, 0, payload);
         Ok(())
+    }
+
+    /// A data message may be queued: no streamed message is half sent, and
+    /// [`check_can_queue`](Self::check_can_queue).
+    fn check_can_send_data(&mut self) -> Result<()> {
+        self.out.check_not_streaming()?;
+        self.check_can_queue()
     }
 
     /// The connection is open and its output is not over `max_write_buffer_size`.
@@ -351,9 +352,7 @@ impl Connection {
                 Ok(())
             }
             (Lifecycle::Open | Lifecycle::CloseSent, Tick::TimedOut) => {
-                let error = Error::KeepAliveTimeout;
-                self.out.queue_failure(failure_close(&error));
-                Err(self.out.end(error))
+                Err(self.out.fail(Error::KeepAliveTimeout))
             }
             _ => Ok(()),
         }

@@ -95,6 +95,13 @@ impl Outgoing {
         }
     }
 
+    /// Fails the connection: queues the close frame of `error` (see [`failure_close`]) unless
+    /// a close was sent already, and ends with it as the report.
+    pub fn fail(&mut self, error: Error) -> Error {
+        self.queue_failure(failure_close(&error));
+        self.end(error)
+    }
+
     /// Ends the connection with `error` as its report.
     pub fn end(&mut self, error: Error) -> Error {
         self.state.end();
