@@ -51,7 +51,7 @@ const MAX_MESSAGE: usize = 1024;
 /// A connected client, as the ticker sees it.
 struct Subscriber {
     peer: String,
-    writer: WriteHalf<TcpStream>,
+    writer: WriteHalf,
 }
 
 type Subscribers = Arc<Mutex<Vec<Subscriber>>>;

@@ -115,7 +115,7 @@ struct Client {
     /// room) ends the writer once the queue is empty.
     queue: SyncSender<Arc<str>>,
     /// The writing half, kept to shut the connection down at the end of a shutdown.
-    writer: WriteHalf<TcpStream>,
+    writer: WriteHalf,
     /// Set before the room lets go of the client, to tell its writer which close to send.
     kick: Arc<OnceLock<Kick>>,
 }
@@ -515,12 +515,7 @@ fn join(server: &Server, incoming: IncomingRequest<TcpStream>, peer: &str) {
 
 /// The writer thread: sends what the participant's queue holds until the room lets go of
 /// it, the connection ends, or the participant turns out too slow.
-fn write_loop(
-    queue: &Receiver<Arc<str>>,
-    writer: &WriteHalf<TcpStream>,
-    kick: &OnceLock<Kick>,
-    name: &str,
-) {
+fn write_loop(queue: &Receiver<Arc<str>>, writer: &WriteHalf, kick: &OnceLock<Kick>, name: &str) {
     let reason = loop {
         let next = queue.recv();
         if let Some(reason) = kick.get() {
@@ -605,7 +600,7 @@ fn begin_shutdown(server: &Server, local: SocketAddr) {
 /// Closes every participant with 1001, waits up to `SHUTDOWN_GRACE` for the connection
 /// threads to finish, then shuts down what is left.
 fn finish_shutdown(server: &Server) {
-    let writers: Vec<WriteHalf<TcpStream>> = {
+    let writers: Vec<WriteHalf> = {
         let mut room = lock(&server.room);
         room.clients
             .drain()

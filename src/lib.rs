@@ -117,7 +117,7 @@ pub use crate::mask::apply_mask;
 pub use crate::message::Message;
 pub use crate::prepared::PreparedMessage;
 pub use crate::server::{Incoming, PendingConnection, Server};
-pub use crate::socket::Socket;
+pub use crate::socket::{SharedTcpStream, Socket};
 pub use crate::split::{ReadHalf, WriteHalf};
 pub use crate::state::State;
 pub use crate::stream::{

@@ -1,7 +1,9 @@
-//! Socket controls that the deadline-bound helpers need and `Read + Write` does not offer.
+//! Socket controls that the deadline-bound helpers need and `Read + Write` does not offer,
+//! and [`SharedTcpStream`], one TCP socket shared by the halves of a split connection.
 
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Read/write timeouts and shutdown of the transport under a stream.
@@ -98,5 +100,81 @@ impl<S: Socket + ?Sized> Socket for &mut S {
     }
     fn close_session(&mut self) -> io::Result<()> {
         (**self).close_session()
+    }
+}
+
+/// One TCP socket shared by the halves of a [`split`](crate::WebSocket::split) connection:
+/// a cheap clone of an `Arc<TcpStream>`, reading and writing through `&TcpStream` (which is
+/// `Read + Write`). Every clone is the same descriptor, so a split connection costs one
+/// file descriptor, not one per half.
+///
+/// Reads from one thread and writes from another are safe on one socket; what the halves
+/// do keeps frames whole (see [`WriteHalf`](crate::WriteHalf)). Timeouts and shutdown apply
+/// to the socket, so to every clone.
+#[derive(Clone, Debug)]
+pub struct SharedTcpStream(Arc<TcpStream>);
+
+impl SharedTcpStream {
+    /// Shares `stream`.
+    pub fn new(stream: TcpStream) -> SharedTcpStream {
+        SharedTcpStream(Arc::new(stream))
+    }
+
+    /// The socket (for its addresses, timeouts or options).
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+/// The socket's own methods (`peer_addr`, `set_nodelay`, timeouts, ...).
+impl std::ops::Deref for SharedTcpStream {
+    type Target = TcpStream;
+    fn deref(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+impl From<TcpStream> for SharedTcpStream {
+    fn from(stream: TcpStream) -> Self {
+        SharedTcpStream::new(stream)
+    }
+}
+
+impl Read for SharedTcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self.0).read_vectored(bufs)
+    }
+}
+
+impl Write for SharedTcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self.0).write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Socket for SharedTcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_read_timeout(timeout)
+    }
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        self.0.read_timeout()
+    }
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_write_timeout(timeout)
+    }
+    fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        self.0.write_timeout()
+    }
+    fn shutdown(&self) -> io::Result<()> {
+        self.0.shutdown(Shutdown::Both)
     }
 }

@@ -44,7 +44,7 @@ use crate::message::Message;
 use crate::outgoing::{failure_close, Outgoing};
 use crate::prepared::PreparedMessage;
 use crate::receiver::Receiver;
-use crate::socket::Socket;
+use crate::socket::{SharedTcpStream, Socket};
 use crate::state::{Lifecycle, Role, State};
 use crate::stream::{
     FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
@@ -67,6 +67,9 @@ pub(crate) struct Shared<W> {
     state: AtomicU8,
     /// A second handle to the socket, to shut it down while a writer holds `io`.
     control: Option<Box<dyn Socket + Send + Sync>>,
+    /// A second handle to the write stream, readable without the lock (see
+    /// [`WriteHalf::get_ref`]).
+    handle: Option<W>,
     /// The thread whose turn it is to send a data message, held for the whole message so
     /// that the fragments of a streamed message (sent with `io` locked one frame at a time,
     /// letting the reader's pongs through) never interleave with another message. Taken by
@@ -98,12 +101,14 @@ impl<W: Write> Shared<W> {
         stream: W,
         out: Outgoing,
         control: Option<Box<dyn Socket + Send + Sync>>,
+        handle: Option<W>,
     ) -> Shared<W> {
         Shared {
             state: AtomicU8::new(out.state.state().code()),
             io: Mutex::new(Io { stream, out }),
             pong: Mutex::new(VecDeque::new()),
             control,
+            handle,
             turn: Mutex::new(None),
             turn_free: Condvar::new(),
         }
@@ -221,7 +226,7 @@ impl<W: Write> Shared<W> {
 
 /// The reading half of a split connection (see [`WebSocket::split`](crate::WebSocket::split)).
 #[derive(Debug)]
-pub struct ReadHalf<R, W> {
+pub struct ReadHalf<R = SharedTcpStream, W = R> {
     stream: R,
     receiver: Receiver,
     role: Role,
@@ -430,7 +435,7 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
 /// The writing half of a split connection: cheap to clone, usable from any thread. Every
 /// call writes whole frames under the shared lock and flushes before returning.
 #[derive(Debug)]
-pub struct WriteHalf<W> {
+pub struct WriteHalf<W = SharedTcpStream> {
     shared: Arc<Shared<W>>,
 }
 
@@ -546,6 +551,23 @@ impl<W: Write> WriteHalf<W> {
     /// Where the connection stands (see [`State`]); does not wait for a blocked writer.
     pub fn state(&self) -> State {
         self.shared.state()
+    }
+
+    /// The write stream, for its timeouts and options, when the connection was split with
+    /// [`WebSocket::split`](crate::WebSocket::split) (the socket both halves share); `None`
+    /// after [`split_with`](crate::WebSocket::split_with), whose stream only the lock
+    /// reaches. Does not wait for a blocked writer.
+    ///
+    /// ```no_run
+    /// # fn demo(ws: stdws::WebSocket<std::net::TcpStream>) -> stdws::Result<()> {
+    /// let (_reader, writer) = ws.split()?;
+    /// if let Some(socket) = writer.get_ref() {
+    ///     socket.set_write_timeout(Some(std::time::Duration::from_secs(5)))?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn get_ref(&self) -> Option<&W> {
+        self.shared.handle.as_ref()
     }
 }
 

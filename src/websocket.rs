@@ -20,7 +20,7 @@ use crate::frame::OpCode;
 use crate::keepalive::Timer;
 use crate::message::Message;
 use crate::prepared::PreparedMessage;
-use crate::socket::Socket;
+use crate::socket::{SharedTcpStream, Socket};
 use crate::split::{ReadHalf, Shared, WriteHalf};
 pub use crate::state::Role;
 use crate::state::{Lifecycle, State};
@@ -323,21 +323,22 @@ impl<T: Read + Write> WebSocket<T> {
     }
 
     /// Splits the connection into a reading half, which keeps this stream, and a writing
-    /// half over `writer`, a second handle to the same connection (what `try_clone` gives
-    /// for sockets; [`split`](WebSocket::split) does that for a `TcpStream`). Queued output
-    /// moves to the writing half.
+    /// half over `writer`, a second handle to the same connection (`&S` for a socket `S`
+    /// whose references are `Read + Write`, or what `try_clone` gives; [`split`](WebSocket::split)
+    /// shares one `TcpStream` between the halves). Queued output moves to the writing half.
     pub fn split_with<W: Write>(self, writer: W) -> (ReadHalf<T, W>, WriteHalf<W>) {
-        self.split_parts(writer, None)
+        self.split_parts(writer, None, None)
     }
 
     fn split_parts<W: Write>(
         self,
         writer: W,
         control: Option<Box<dyn Socket + Send + Sync>>,
+        handle: Option<W>,
     ) -> (ReadHalf<T, W>, WriteHalf<W>) {
         let mut out = self.conn.out;
         out.split = true;
-        let shared = Arc::new(Shared::new(writer, out, control));
+        let shared = Arc::new(Shared::new(writer, out, control, handle));
         let read = ReadHalf::new(
             self.stream,
             self.conn.receiver,
@@ -352,7 +353,9 @@ impl<T: Read + Write> WebSocket<T> {
 impl WebSocket<TcpStream> {
     /// Splits the connection for two threads: the [`ReadHalf`] reads (answering pings and
     /// closes through the shared writer) while any number of [`WriteHalf`] clones send. Frames
-    /// never interleave: every write holds the writer's lock for whole frames.
+    /// never interleave: every write holds the writer's lock for whole frames. Both halves use
+    /// the same socket (a [`SharedTcpStream`]): a split connection holds one descriptor.
+    /// Never fails today; the `Result` leaves room for streams that cannot be shared.
     ///
     /// ```no_run
     /// # fn demo(ws: stdws::WebSocket<std::net::TcpStream>) -> stdws::Result<()> {
@@ -369,11 +372,17 @@ impl WebSocket<TcpStream> {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn split(self) -> Result<(ReadHalf<TcpStream, TcpStream>, WriteHalf<TcpStream>)> {
-        let writer = self.stream.try_clone()?;
-        // A third handle lets `WriteHalf::shutdown` work while a writer is blocked.
-        let control: Box<dyn Socket + Send + Sync> = Box::new(self.stream.try_clone()?);
-        Ok(self.split_parts(writer, Some(control)))
+    pub fn split(self) -> Result<(ReadHalf, WriteHalf)> {
+        let WebSocket { stream, conn } = self;
+        let shared = SharedTcpStream::new(stream);
+        // The same socket for both halves and for `WriteHalf::shutdown`, which must work
+        // while a writer is blocked: one descriptor in all.
+        let control: Box<dyn Socket + Send + Sync> = Box::new(shared.clone());
+        let ws = WebSocket {
+            stream: shared.clone(),
+            conn,
+        };
+        Ok(ws.split_parts(shared.clone(), Some(control), Some(shared)))
     }
 }
 

@@ -34,7 +34,7 @@ fn short_reads(stream: &TcpStream) {
 #[allow(clippy::large_enum_variant)] // one per test
 enum Side {
     Whole(WebSocket<TcpStream>),
-    Split(stdws::ReadHalf<TcpStream, TcpStream>, WriteHalf<TcpStream>),
+    Split(stdws::ReadHalf, WriteHalf),
 }
 
 impl Side {

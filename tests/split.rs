@@ -106,7 +106,7 @@ fn full_duplex_with_both_sides_split() {
     let (mut s_read, s_write) = server.split().unwrap();
     let (mut c_read, c_write) = client.split().unwrap();
 
-    let send_all = |w: WriteHalf<TcpStream>, dir: &'static str| {
+    let send_all = |w: WriteHalf, dir: &'static str| {
         spawn_bounded(move || {
             for i in 0..DUPLEX {
                 w.send_text(&numbered(dir, i))?;
@@ -114,7 +114,7 @@ fn full_duplex_with_both_sides_split() {
             Ok::<_, Error>(w)
         })
     };
-    let read_all = |mut r: ReadHalf<TcpStream, TcpStream>, dir: &'static str| {
+    let read_all = |mut r: ReadHalf, dir: &'static str| {
         spawn_bounded(move || {
             for i in 0..DUPLEX {
                 let msg = r.read()?;
@@ -613,8 +613,8 @@ fn assert_send<T: Send + 'static>() {}
 
 #[test]
 fn halves_can_move_between_threads() {
-    assert_clone_send_sync::<WriteHalf<TcpStream>>();
-    assert_send::<ReadHalf<TcpStream, TcpStream>>();
+    assert_clone_send_sync::<WriteHalf>();
+    assert_send::<ReadHalf>();
     assert_send::<WriteHalf<Counting>>();
     assert_send::<ReadHalf<TcpStream, Counting>>();
 }
@@ -808,7 +808,7 @@ fn mutual_flood_of_two_split_connections_does_not_deadlock() {
     }
     let (s_read, s_write) = server.split().unwrap();
     let (c_read, c_write) = client.split().unwrap();
-    let send_all = |w: WriteHalf<TcpStream>| {
+    let send_all = |w: WriteHalf| {
         spawn_bounded(move || {
             for i in 0..MESSAGES {
                 w.send_binary(&vec![i as u8; SIZE])
@@ -817,7 +817,7 @@ fn mutual_flood_of_two_split_connections_does_not_deadlock() {
             Ok::<_, String>(())
         })
     };
-    let read_all = |mut r: ReadHalf<TcpStream, TcpStream>| {
+    let read_all = |mut r: ReadHalf| {
         spawn_bounded(move || {
             for i in 0..MESSAGES {
                 let msg = r.read().map_err(|e| format!("read {i}: {e:?}"))?;
@@ -1085,4 +1085,33 @@ fn leaked_stream_writer_makes_its_own_threads_data_messages_fail_not_hang() {
     assert_eq!(server.read().unwrap(), Message::Ping(b"still".to_vec()));
     writer.close(1000, "").unwrap();
     assert_eq!(close_code(&expect_close(server.read())), Some(1000));
+}
+
+/// `split` shares the connection's one socket between both halves (no `dup`): a server with
+/// thousands of split connections holds one descriptor per connection, not three.
+#[cfg(unix)]
+#[test]
+fn split_halves_share_the_connections_one_descriptor() {
+    use std::os::fd::AsRawFd;
+    let (server, _client) = ws_pair();
+    let fd = server.get_ref().as_raw_fd();
+    let (reader, writer) = server.split().unwrap();
+    assert_eq!(reader.get_ref().as_raw_fd(), fd, "the reader's socket");
+    let socket = writer
+        .get_ref()
+        .expect("split() keeps a handle to the socket");
+    assert_eq!(socket.as_raw_fd(), fd, "the writer's socket");
+    assert_eq!(
+        writer.clone().get_ref().unwrap().as_raw_fd(),
+        fd,
+        "a clone's"
+    );
+    // Options set through one half are the socket's, seen by the other.
+    socket
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    assert_eq!(
+        reader.get_ref().write_timeout().unwrap(),
+        Some(Duration::from_secs(2))
+    );
 }
