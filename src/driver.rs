@@ -680,10 +680,15 @@ pub(crate) fn flush<W: Write>(sender: &mut Sender, stream: &mut W) -> io::Result
     }
 }
 
-/// Writes every queued byte to `stream` (without flushing it).
+/// Writes every queued byte to `stream` (without flushing it); queued segments go out
+/// with the buffer bytes around them in vectored writes.
 fn write_out<W: Write>(sender: &mut Sender, stream: &mut W) -> io::Result<()> {
     while sender.pending() > 0 {
-        match stream.write(sender.output()) {
+        let result = match sender.is_contiguous() {
+            true => stream.write(sender.output()),
+            false => write_pieces(sender, stream),
+        };
+        match result {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => sender.consume(n),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -691,6 +696,19 @@ fn write_out<W: Write>(sender: &mut Sender, stream: &mut W) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One vectored write of the first queued pieces.
+#[cold]
+fn write_pieces<W: Write>(sender: &Sender, stream: &mut W) -> io::Result<usize> {
+    const MAX_PIECES: usize = 32;
+    let mut pieces: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
+    let n = sender.pieces(&mut pieces);
+    let mut slices = [IoSlice::new(&[]); MAX_PIECES];
+    for (slice, piece) in slices.iter_mut().zip(&pieces[..n]) {
+        *slice = IoSlice::new(piece);
+    }
+    stream.write_vectored(&slices[..n])
 }
 
 #[cfg(test)]
@@ -794,6 +812,20 @@ mod tests {
             let n = self.n.min(buf.len());
             self.out.extend_from_slice(&buf[..n]);
             Ok(n)
+        }
+        /// Takes up to `n` bytes across the slices, so a write can end inside any of them.
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.block = !self.block;
+            if self.block {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            let mut taken = 0;
+            for buf in bufs {
+                let k = (self.n - taken).min(buf.len());
+                self.out.extend_from_slice(&buf[..k]);
+                taken += k;
+            }
+            Ok(taken)
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())

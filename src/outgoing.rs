@@ -46,6 +46,9 @@ struct Deflate {
 #[cfg(feature = "deflate")]
 const KEEP_SCRATCH: usize = 64 << 10;
 
+/// Prepared frames up to this size are copied into the queue rather than referenced.
+const PREPARED_COPY_MAX: usize = 512;
+
 impl Outgoing {
     pub fn new(sender: Sender, config: &Config) -> Outgoing {
         Outgoing {
@@ -206,10 +209,15 @@ impl Outgoing {
     }
 
     /// Queues a prepared message (the caller checked that a data message may be queued): a
-    /// server queues a reference to its frame, a client frames and masks the payload.
+    /// server queues a reference to its frame (a copy of a small one), a client frames and
+    /// masks the payload.
     pub fn queue_prepared(&mut self, message: &PreparedMessage) {
         if self.sender.masks() {
             self.sender.message(message.opcode(), 0, message.payload());
+        } else if message.server_frame().len() <= PREPARED_COPY_MAX {
+            // Small frames are copied: cheaper than a reference, and they go out in one
+            // write with whatever else is queued.
+            self.sender.push_bytes(message.server_frame());
         } else {
             let frame = Arc::clone(message.server_frame());
             self.sender.push_segment(Segment::Shared(frame));

@@ -125,6 +125,12 @@ impl Sender {
         self.rng.is_some()
     }
 
+    /// Queues `bytes` as they are (a frame encoded elsewhere), copied into the buffer.
+    #[inline]
+    pub fn push_bytes(&mut self, bytes: &[u8]) {
+        self.append(bytes, None, 0);
+    }
+
     /// Bytes queued but not yet written to the stream.
     #[inline(always)]
     pub fn pending(&self) -> usize {
@@ -304,22 +310,66 @@ impl Sender {
     }
 
     #[cold]
-    fn consume_marked(&mut self, n: usize) {
-        match self.marks.front_mut() {
-            Some(mark) if mark.at == self.written => {
-                let n = n.min(mark.segment.bytes().len() - mark.sent);
-                mark.sent += n;
-                self.marked -= n;
-                if mark.sent == mark.segment.bytes().len() {
-                    self.marks.pop_front();
+    fn consume_marked(&mut self, mut n: usize) {
+        // `n` may span several pieces (a vectored write of `pieces`).
+        while n > 0 {
+            match self.marks.front_mut() {
+                Some(mark) if mark.at == self.written => {
+                    let len = mark.segment.bytes().len();
+                    let k = n.min(len - mark.sent);
+                    mark.sent += k;
+                    self.marked -= k;
+                    n -= k;
+                    if mark.sent == len {
+                        self.marks.pop_front();
+                    }
+                }
+                Some(mark) => {
+                    let k = n.min(mark.at - self.written);
+                    self.written += k;
+                    n -= k;
+                }
+                None => {
+                    let k = n.min(self.end - self.written);
+                    self.written += k;
+                    n -= k;
+                    if k == 0 {
+                        break;
+                    }
                 }
             }
-            Some(mark) => self.written = (self.written + n).min(mark.at),
-            None => self.written = (self.written + n).min(self.end),
         }
         if self.written == self.end && self.marks.is_empty() {
             self.reset();
         }
+    }
+
+    /// Fills `out` with the queued bytes in order, as up to `out.len()` slices (buffer bytes
+    /// and segments), for one vectored write; returns how many it filled.
+    /// [`consume`](Self::consume) takes a count that spans several of them.
+    pub fn pieces<'a>(&'a self, out: &mut [&'a [u8]]) -> usize {
+        let mut n = 0;
+        let mut at = self.written;
+        for mark in &self.marks {
+            if mark.at > at {
+                if n == out.len() {
+                    return n;
+                }
+                out[n] = &self.buf[at..mark.at];
+                n += 1;
+                at = mark.at;
+            }
+            if n == out.len() {
+                return n;
+            }
+            out[n] = &mark.segment.bytes()[mark.sent..];
+            n += 1;
+        }
+        if at < self.end && n < out.len() {
+            out[n] = &self.buf[at..self.end];
+            n += 1;
+        }
+        n
     }
 
     /// Records that bytes went to the stream outside the queue (a payload written through).
