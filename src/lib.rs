@@ -75,6 +75,7 @@ mod connection;
 mod deflate;
 mod driver;
 mod error;
+mod fanout;
 pub mod frame;
 pub mod handshake;
 mod http;
@@ -106,6 +107,7 @@ pub use crate::config::Config;
 #[cfg(feature = "deflate")]
 pub use crate::deflate::DeflateConfig;
 pub use crate::error::{CapacityError, Error, HandshakeError, ProtocolError, Result, UrlError};
+pub use crate::fanout::{Cut, Delivery, Fanout, FanoutConfig, Subscription, Topic};
 pub use crate::handshake::client::ClientBuilder;
 pub use crate::handshake::server::{
     accept, accept_with, IncomingRequest, Rejection, UpgradeResponse,

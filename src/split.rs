@@ -67,9 +67,9 @@ pub(crate) struct Shared<W> {
     state: AtomicU8,
     /// A second handle to the socket, to shut it down while a writer holds `io`.
     control: Option<Box<dyn Socket + Send + Sync>>,
-    /// A second handle to the write stream, readable without the lock (see
-    /// [`WriteHalf::get_ref`]).
-    handle: Option<W>,
+    /// The socket, readable without the lock, after [`WebSocket::split`](crate::WebSocket::split)
+    /// (see [`WriteHalf::socket`]).
+    handle: Option<SharedTcpStream>,
     /// The thread whose turn it is to send a data message, held for the whole message so
     /// that the fragments of a streamed message (sent with `io` locked one frame at a time,
     /// letting the reader's pongs through) never interleave with another message. Taken by
@@ -101,7 +101,7 @@ impl<W: Write> Shared<W> {
         stream: W,
         out: Outgoing,
         control: Option<Box<dyn Socket + Send + Sync>>,
-        handle: Option<W>,
+        handle: Option<SharedTcpStream>,
     ) -> Shared<W> {
         Shared {
             state: AtomicU8::new(out.state.state().code()),
@@ -553,21 +553,92 @@ impl<W: Write> WriteHalf<W> {
         self.shared.state()
     }
 
-    /// The write stream, for its timeouts and options, when the connection was split with
-    /// [`WebSocket::split`](crate::WebSocket::split) (the socket both halves share); `None`
-    /// after [`split_with`](crate::WebSocket::split_with), whose stream only the lock
-    /// reaches. Does not wait for a blocked writer.
+    /// The TCP socket both halves use, for its timeouts and options, when the connection
+    /// was split with [`WebSocket::split`](crate::WebSocket::split) (`None` after
+    /// [`split_with`](crate::WebSocket::split_with), whose stream only the lock reaches).
+    /// Does not wait for a blocked writer.
     ///
     /// ```no_run
     /// # fn demo(ws: stdws::WebSocket<std::net::TcpStream>) -> stdws::Result<()> {
     /// let (_reader, writer) = ws.split()?;
-    /// if let Some(socket) = writer.get_ref() {
+    /// if let Some(socket) = writer.socket() {
     ///     socket.set_write_timeout(Some(std::time::Duration::from_secs(5)))?;
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn get_ref(&self) -> Option<&W> {
-        self.shared.handle.as_ref()
+    pub fn socket(&self) -> Option<&std::net::TcpStream> {
+        self.shared.handle.as_deref()
+    }
+}
+
+/// What [`WriteHalf::drain_prepared`] left.
+#[derive(Debug)]
+pub(crate) enum Drained {
+    /// Everything queued went to the stream.
+    Flushed,
+    /// The stream took only part (`WouldBlock`, `TimedOut`); this many bytes stay queued.
+    Blocked(usize),
+    /// A streamed message is half sent: nothing was taken; try again later.
+    Busy,
+}
+
+impl<W: Write> WriteHalf<W> {
+    /// For [`Fanout`](crate::Fanout): with the write lock held, queues the prepared messages
+    /// `take` hands over (called only if they can go now, so none is lost or reordered) and
+    /// writes out what the stream takes. An error means the connection is over.
+    pub(crate) fn drain_prepared(
+        &self,
+        take: impl FnOnce() -> Vec<PreparedMessage>,
+    ) -> Result<Drained> {
+        let result = {
+            let mut io = self.shared.io();
+            self.shared.take_pong(&mut io);
+            let Io { stream, out } = &mut *io;
+            let result = match out.writable() {
+                Ok(true) if out.check_not_streaming().is_err() => Ok(Drained::Busy),
+                Ok(true) => {
+                    for message in take() {
+                        out.queue_prepared(&message);
+                    }
+                    match WriteSide::new(stream, out).flush_queued() {
+                        Ok(()) => Ok(Drained::Flushed),
+                        Err(e) if e.is_would_block() => Ok(Drained::Blocked(out.sender.pending())),
+                        Err(e) => Err(e),
+                    }
+                }
+                Ok(false) => Err(Error::AlreadyClosed),
+                Err(e) => Err(e),
+            };
+            self.shared.mirror(out);
+            result
+        };
+        self.shared.answer_owed_pong();
+        result
+    }
+}
+
+impl<W: Write + Socket> WriteHalf<W> {
+    /// For [`Fanout`](crate::Fanout): ends a subscriber that fell too far behind without
+    /// waiting for anything: queues a close frame with `frame` if the write lock is free
+    /// (it goes out only if the peer reads again), marks the connection ended, and shuts the
+    /// socket down, which wakes the reading half.
+    pub(crate) fn cut(&self, frame: &CloseFrame) {
+        if let Some(mut io) = self.shared.try_io() {
+            let mut body = Vec::new();
+            frame.encode(&mut body);
+            io.out.queue_failure(Some(body));
+            io.out.state.end();
+            self.shared.mirror(&io.out);
+            if self.shared.control.is_none() {
+                let _ = io.stream.shutdown();
+            }
+        }
+        self.shared.shutdown_quietly();
+    }
+
+    /// Sets the write stream's write timeout (under the lock).
+    pub(crate) fn set_write_timeout(&self, timeout: Option<std::time::Duration>) -> Result<()> {
+        Ok(self.shared.io().stream.set_write_timeout(timeout)?)
     }
 }
 

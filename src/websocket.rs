@@ -334,7 +334,7 @@ impl<T: Read + Write> WebSocket<T> {
         self,
         writer: W,
         control: Option<Box<dyn Socket + Send + Sync>>,
-        handle: Option<W>,
+        handle: Option<SharedTcpStream>,
     ) -> (ReadHalf<T, W>, WriteHalf<W>) {
         let mut out = self.conn.out;
         out.split = true;

@@ -1098,11 +1098,11 @@ fn split_halves_share_the_connections_one_descriptor() {
     let (reader, writer) = server.split().unwrap();
     assert_eq!(reader.get_ref().as_raw_fd(), fd, "the reader's socket");
     let socket = writer
-        .get_ref()
+        .socket()
         .expect("split() keeps a handle to the socket");
     assert_eq!(socket.as_raw_fd(), fd, "the writer's socket");
     assert_eq!(
-        writer.clone().get_ref().unwrap().as_raw_fd(),
+        writer.clone().socket().unwrap().as_raw_fd(),
         fd,
         "a clone's"
     );
