@@ -1,0 +1,286 @@
+//! Publish/subscribe relay: every message a client sends goes to every client on the same
+//! topic, itself included. The command line is a contract (benches/fanout.rs relies on it).
+//!
+//! ```text
+//! cargo run --release --example pubsub [ADDR] [--rate N] [--max-connections N] [--budget BYTES]
+//!     # default ADDR 127.0.0.1:9002, --rate 1000 (msgs/s per connection, burst as large),
+//!     # --max-connections 19000, --budget 1048576
+//! cargo run --example client -- ws://127.0.0.1:9002/prices    # any path is a topic
+//! ```
+//!
+//! A client connects to `ws://ADDR/<topic>`; each text or binary message it sends is
+//! delivered verbatim (same opcode, same payload) to every client connected to that topic.
+//! One message is framed once for all of them ([`PreparedMessage`]) and written by a
+//! [`Fanout`]'s writer threads, so a broadcast never waits on one slow client.
+//!
+//! Threads: one per connection (64 KiB stacks, of which only the pages a read touches are
+//! resident), which reads its client and publishes what it sends, plus the fanout's writer
+//! threads (one per CPU). A split connection holds one descriptor.
+//!
+//! The usual security advice for a WebSocket server, as code:
+//! - **Limits.** `--max-connections` (a client beyond it is answered 503); messages of at
+//!   most 64 KiB (a larger one is refused with close 1009); the handshake must finish
+//!   within 10 s.
+//! - **Rate limiting.** Each connection may publish `--rate` messages per second (a token
+//!   bucket holding as many); a client over it is closed with 1008.
+//! - **Slow consumers.** A subscriber with more than `--budget` bytes waiting in the server
+//!   (beyond what its socket buffers hold), or whose socket takes nothing for 5 s, is cut
+//!   (close 1008, socket shut down); the others never wait for it.
+//! - **Liveness.** Keep-alive pings a silent client after 30 s and drops it 10 s later if it
+//!   does not answer.
+//! - **Origin.** Browsers send `Origin`; this relay accepts any (its data is whatever the
+//!   clients publish). A relay whose clients hold cookies or credentials should check
+//!   `Origin` in the accept callback, as `examples/chat.rs` does, to stop cross-site
+//!   WebSocket hijacking.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use stdws::{
+    CloseCode, Config, Error, Fanout, FanoutConfig, KeepAlive, Message, PendingConnection,
+    PreparedMessage, Rejection, Server, Topic,
+};
+
+const STACK_SIZE: usize = 64 * 1024;
+const MAX_MESSAGE: usize = 64 * 1024;
+/// Beyond `max_connections + EXTRA` a connection is closed at once, without a thread to
+/// answer it 503.
+const EXTRA: usize = 256;
+
+struct Args {
+    addr: String,
+    rate: f64,
+    max_connections: usize,
+    budget: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        addr: "127.0.0.1:9002".to_owned(),
+        rate: 1000.0,
+        max_connections: 19_000,
+        budget: 1 << 20,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut number = |name: &str| -> Result<f64, String> {
+            let v = it.next().ok_or(format!("{name} needs a value"))?;
+            v.parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && *n > 0.0)
+                .ok_or(format!("{name}: not a positive number: {v}"))
+        };
+        match arg.as_str() {
+            "--rate" => args.rate = number("--rate")?,
+            "--max-connections" => args.max_connections = number("--max-connections")? as usize,
+            "--budget" => args.budget = number("--budget")? as usize,
+            "-h" | "--help" => return Err(String::new()),
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
+            addr => args.addr = addr.to_owned(),
+        }
+    }
+    Ok(args)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The topics with at least one subscriber.
+struct Relay {
+    fanout: Fanout,
+    topics: Mutex<HashMap<String, Topic>>,
+    connections: AtomicUsize,
+    max_connections: usize,
+    rate: f64,
+}
+
+impl Relay {
+    fn topic(&self, name: &str) -> Topic {
+        lock(&self.topics)
+            .entry(name.to_owned())
+            .or_insert_with(|| self.fanout.topic())
+            .clone()
+    }
+
+    /// Forgets a topic nobody is subscribed to any more.
+    fn leave(&self, name: &str) {
+        let mut topics = lock(&self.topics);
+        if topics.get(name).is_some_and(Topic::is_empty) {
+            topics.remove(name);
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens per second, holding at most `rate`.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64) -> Bucket {
+        Bucket {
+            tokens: rate,
+            rate,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Releases a connection's slot when its thread ends.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn serve(relay: &Relay, pending: PendingConnection) {
+    let _slot = Slot(&relay.connections);
+    let peer = pending.peer_addr();
+    let mut topic_name = String::new();
+    let full = relay.connections.load(Ordering::Acquire) > relay.max_connections;
+    let ws = pending.accept_with(|request, _response| {
+        if full {
+            return Err(Rejection::new(503, "Full, try again later.\n").header("Retry-After", "5"));
+        }
+        topic_name = request.path().to_owned();
+        Ok(())
+    });
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            if !full {
+                eprintln!("pubsub: {peer}: handshake failed: {e}");
+            }
+            return;
+        }
+    };
+    let (mut reader, writer) = match ws.split() {
+        Ok(halves) => halves,
+        Err(e) => return eprintln!("pubsub: {peer}: {e}"),
+    };
+    let topic = relay.topic(&topic_name);
+    let subscription = match topic.subscribe(writer.clone()) {
+        Ok(s) => s,
+        Err(e) => return eprintln!("pubsub: {peer}: {e}"),
+    };
+    let mut bucket = Bucket::new(relay.rate);
+    let ended = loop {
+        match reader.read() {
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                if !bucket.take() {
+                    let _ = writer.close(CloseCode::POLICY_VIOLATION, "rate limit exceeded");
+                    continue; // read on until the client answers the close
+                }
+                if let Some(prepared) = PreparedMessage::from_message(&message) {
+                    topic.broadcast(&prepared);
+                }
+            }
+            Ok(_) => {}
+            // A read timeout set by the platform or a keep-alive wakeup: go on reading.
+            Err(e) if e.is_would_block() => {}
+            Err(e) => break e,
+        }
+    };
+    if let Some(cut) = subscription.cut() {
+        eprintln!("pubsub: {peer}: dropped ({cut:?})");
+    } else if !matches!(ended, Error::ConnectionClosed(_) | Error::AlreadyClosed) {
+        eprintln!("pubsub: {peer}: {ended}");
+    }
+    drop(subscription);
+    relay.leave(&topic_name);
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("pubsub: {e}");
+            }
+            eprintln!(
+                "usage: pubsub [ADDR] [--rate N] [--max-connections N] [--budget BYTES]   \
+                 (default 127.0.0.1:9002, 1000 msgs/s, 19000, 1 MiB)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let config = Config::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .handshake_timeout(Some(Duration::from_secs(10)))
+        .keepalive(Some(KeepAlive::new(
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        )));
+    let server = match Server::bind(&args.addr) {
+        Ok(server) => server.config(config),
+        Err(e) => {
+            eprintln!("pubsub: cannot listen on {}: {e}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let fanout = match Fanout::new(FanoutConfig::default().budget(args.budget)) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("pubsub: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let relay = Arc::new(Relay {
+        fanout,
+        topics: Mutex::new(HashMap::new()),
+        connections: AtomicUsize::new(0),
+        max_connections: args.max_connections,
+        rate: args.rate,
+    });
+    match server.local_addr() {
+        Ok(addr) => eprintln!("pubsub: listening on ws://{addr}/<topic>"),
+        Err(e) => eprintln!("pubsub: {e}"),
+    }
+    loop {
+        let pending = match server.accept() {
+            Ok(p) => p,
+            Err(e) => {
+                // Out of descriptors, say: wait a little rather than spin.
+                eprintln!("pubsub: accept failed: {e}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let n = relay.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        if n > relay.max_connections + EXTRA {
+            relay.connections.fetch_sub(1, Ordering::AcqRel);
+            continue; // dropped: closes the socket
+        }
+        let shared = Arc::clone(&relay);
+        let spawned = thread::Builder::new()
+            .stack_size(STACK_SIZE)
+            .spawn(move || serve(&shared, pending));
+        if let Err(e) = spawned {
+            // `serve` never ran, so its slot is released here (the socket is closed).
+            relay.connections.fetch_sub(1, Ordering::AcqRel);
+            eprintln!("pubsub: cannot start a thread: {e}");
+        }
+    }
+}
