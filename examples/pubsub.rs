@@ -15,7 +15,9 @@
 //!
 //! Threads: one per connection (64 KiB stacks, of which only the pages a read touches are
 //! resident), which reads its client and publishes what it sends, plus the fanout's writer
-//! threads (one per CPU). A split connection holds one descriptor.
+//! threads (one per CPU). The handshake runs on a short-lived thread of its own, so its
+//! deeper stack is not kept for the life of the connection. A split connection holds one
+//! descriptor.
 //!
 //! The usual security advice for a WebSocket server, as code:
 //! - **Limits.** `--max-connections` (a client beyond it is answered 503); messages of at
@@ -34,6 +36,7 @@
 //!   WebSocket hijacking.
 
 use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,10 +45,15 @@ use std::time::{Duration, Instant};
 
 use stdws::{
     CloseCode, Config, Error, Fanout, FanoutConfig, KeepAlive, Message, PendingConnection,
-    PreparedMessage, Rejection, Server, Topic,
+    PreparedMessage, Rejection, Server, Topic, WebSocket,
 };
 
+/// Stack of a connection's thread; only the pages a read touches (two) become resident.
 const STACK_SIZE: usize = 64 * 1024;
+/// Stack of a handshake's thread. Smaller than `STACK_SIZE` on purpose: glibc reuses the
+/// stack of an ended thread for a new one that asks for no more, and a handshake's stack
+/// has more pages touched than a connection's thread would ever touch.
+const HANDSHAKE_STACK_SIZE: usize = 48 * 1024;
 const MAX_MESSAGE: usize = 64 * 1024;
 /// Beyond `max_connections + EXTRA` a connection is closed at once, without a thread to
 /// answer it 503.
@@ -146,25 +154,27 @@ impl Bucket {
     }
 }
 
-/// Releases a connection's slot when its thread ends.
-struct Slot<'a>(&'a AtomicUsize);
+/// A connection's place in the count against `--max-connections`, released when dropped.
+struct Slot(Arc<Relay>);
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-fn serve(relay: &Relay, pending: PendingConnection) {
-    let _slot = Slot(&relay.connections);
+/// The handshake, on a thread of its own that ends with it: its stack pages (request
+/// parsing, the response, SHA-1) are given back, and the connection's long-lived thread
+/// only ever touches the few that a read needs.
+fn handshake(relay: Arc<Relay>, pending: PendingConnection, slot: Slot) {
     let peer = pending.peer_addr();
-    let mut topic_name = String::new();
+    let mut topic = String::new();
     let full = relay.connections.load(Ordering::Acquire) > relay.max_connections;
     let ws = pending.accept_with(|request, _response| {
         if full {
             return Err(Rejection::new(503, "Full, try again later.\n").header("Retry-After", "5"));
         }
-        topic_name = request.path().to_owned();
+        topic = request.path().to_owned();
         Ok(())
     });
     let ws = match ws {
@@ -176,6 +186,26 @@ fn serve(relay: &Relay, pending: PendingConnection) {
             return;
         }
     };
+    // Boxed: the new thread's stack stays shallow (see `serve`).
+    let ws = Box::new(ws);
+    let spawned = thread::Builder::new()
+        .stack_size(STACK_SIZE)
+        .spawn(move || serve(&relay, ws, topic, peer, slot));
+    if let Err(e) = spawned {
+        eprintln!("pubsub: {peer}: cannot start a thread: {e}");
+    }
+}
+
+/// A subscriber's thread: reads what its client publishes, for as long as it is connected.
+/// Its stack pages stay resident once touched, so it keeps large values off the stack
+/// (the connection arrives boxed) and stays within two pages in all.
+fn serve(
+    relay: &Relay,
+    ws: Box<WebSocket<TcpStream>>,
+    topic_name: String,
+    peer: SocketAddr,
+    _slot: Slot,
+) {
     let (mut reader, writer) = match ws.split() {
         Ok(halves) => halves,
         Err(e) => return eprintln!("pubsub: {peer}: {e}"),
@@ -269,17 +299,15 @@ fn main() -> ExitCode {
             }
         };
         let n = relay.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = Slot(Arc::clone(&relay));
         if n > relay.max_connections + EXTRA {
-            relay.connections.fetch_sub(1, Ordering::AcqRel);
-            continue; // dropped: closes the socket
+            continue; // dropped with its slot: closes the socket
         }
         let shared = Arc::clone(&relay);
         let spawned = thread::Builder::new()
-            .stack_size(STACK_SIZE)
-            .spawn(move || serve(&shared, pending));
+            .stack_size(HANDSHAKE_STACK_SIZE)
+            .spawn(move || handshake(shared, pending, slot));
         if let Err(e) = spawned {
-            // `serve` never ran, so its slot is released here (the socket is closed).
-            relay.connections.fetch_sub(1, Ordering::AcqRel);
             eprintln!("pubsub: cannot start a thread: {e}");
         }
     }

@@ -207,11 +207,39 @@ pub(crate) fn wait_for_input<H: Halves>(
 /// a large binary message), and tells it how many bytes arrived. `Ok(0)` is end of stream.
 #[inline]
 pub(crate) fn fill<R: Read>(receiver: &mut Receiver, stream: &mut R) -> std::io::Result<usize> {
+    if receiver.is_resting() {
+        return fill_resting(receiver, stream);
+    }
     let room = receiver.read_buf();
-    let n = stream.read(room)?.min(room.len());
-    receiver.filled(n);
+    match stream.read(room) {
+        Ok(n) => {
+            let n = n.min(room.len());
+            receiver.filled(n);
+            Ok(n)
+        }
+        Err(e) => {
+            if is_retryable(e.kind()) {
+                // A read timeout: the connection may stay quiet for long.
+                receiver.release_idle();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `fill` for a receiver without a read buffer: waits for input with a small buffer on
+/// the stack, so a connection that waits (most of a server's, most of the time) holds no
+/// read buffer; the receiver allocates one when bytes arrive.
+#[cold]
+fn fill_resting<R: Read>(receiver: &mut Receiver, stream: &mut R) -> std::io::Result<usize> {
+    let mut first = [0u8; RESTING_READ];
+    let n = stream.read(&mut first)?.min(RESTING_READ);
+    receiver.push(&first[..n]);
     Ok(n)
 }
+
+/// The first read of a resting receiver (see [`fill_resting`]).
+const RESTING_READ: usize = 256;
 
 /// Reports the completed closing handshake: pushes out a close reply that is still queued,
 /// lets a client wait for the server to close TCP first (RFC 6455 §7.1.1), then returns

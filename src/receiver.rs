@@ -217,6 +217,9 @@ impl Receiver {
         let end = initial.len();
         if end > 0 {
             initial.resize(end.max(buffer_size), 0);
+        } else {
+            // Nothing came with the handshake: rest (see `is_resting`), holding no buffer.
+            initial = Vec::new();
         }
         let limit = |l: Option<usize>| l.map_or(u64::MAX, |n| n as u64);
         Receiver {
@@ -498,6 +501,40 @@ impl Receiver {
             }
         }
         Ok(())
+    }
+
+    /// Whether the read buffer is not allocated (a connection that has received nothing
+    /// yet, or one gone quiet, see [`release_idle`](Self::release_idle)) and holds nothing.
+    /// A driver then reads into a small buffer of its own and hands the bytes over with
+    /// [`push`](Self::push), so a connection that waits for input holds no read buffer.
+    #[inline(always)]
+    pub fn is_resting(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Takes bytes the driver read while the receiver was resting (copied into a new read
+    /// buffer), as [`filled`](Self::filled) would.
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let room = self.read_buf();
+            let n = room.len().min(bytes.len());
+            room[..n].copy_from_slice(&bytes[..n]);
+            self.filled(n);
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// Lets the read buffer (and a recycled message allocation) go if nothing is buffered
+    /// and no message is partly read: for a connection whose read timed out, which may stay
+    /// quiet for long.
+    pub fn release_idle(&mut self) {
+        if self.start == self.end && self.frame.is_none() && self.message.is_none() {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+            self.last_read = LastRead::Short;
+            self.spare = Vec::new();
+        }
     }
 
     /// Where the next bytes from the network go: room at the end of the read buffer, or, for
@@ -1098,6 +1135,35 @@ mod tests {
         // The stream is drained: the next (short) read happens with the resting size.
         assert_eq!(r.fill(&mut &[][..]).unwrap(), 0);
         assert_eq!(r.buf.len(), 4096);
+    }
+
+    #[test]
+    fn a_quiet_connection_holds_no_read_buffer() {
+        let mut r = Receiver::new(false, &Config::default(), Vec::new());
+        assert!(
+            r.is_resting(),
+            "nothing came with the handshake: no buffer yet"
+        );
+        assert_eq!(r.buf.capacity(), 0);
+        // A message whose first bytes arrive while resting, the rest through the buffer.
+        let wire = frame(true, 2, &[5u8; 1000], None);
+        r.push(&wire[..200]);
+        assert!(!r.is_resting());
+        assert!(r.poll().unwrap().is_none());
+        r.release_idle(); // a message is partly read: the buffer stays
+        assert!(!r.is_resting());
+        let mut rest = &wire[200..];
+        while !rest.is_empty() {
+            r.fill(&mut rest).unwrap();
+        }
+        match r.poll().unwrap() {
+            Some(Incoming::Data(m)) => assert_eq!(m, Message::Binary(vec![5u8; 1000])),
+            other => panic!("expected the message, got {other:?}"),
+        }
+        // All consumed: a read timeout lets the buffer go.
+        r.release_idle();
+        assert!(r.is_resting());
+        assert_eq!(r.buf.capacity(), 0);
     }
 
     #[test]
