@@ -9,14 +9,13 @@
 //! Every update is a JSON text message: `{"seq":42,"time_ms":1700000000000,"price":101.37}`.
 //! Any path is accepted; what clients send is ignored.
 //!
-//! Threads: one ticker thread holds the [`WriteHalf`] of every client and writes each update
-//! to each in turn; one reader thread per connection reads, which is what answers pings,
-//! completes the closing handshake and runs keep-alive. A client is dropped when a send to
-//! it fails, or when it is too slow: the socket has a short write timeout, and a write that
-//! times out means the kernel's send buffer (at 10 Hz, a minute of updates or more) is
-//! full because the client stopped reading. The ticker then shuts that connection down and
-//! goes on with the others: a client that stops reading holds the ticker up once, for a
-//! few write timeouts (under a second).
+//! Threads: one ticker thread frames each update once ([`PreparedMessage`]) and hands it to
+//! a [`Topic`], which queues it for every client and returns at once; a [`Fanout`]'s writer
+//! threads (one per CPU) write it out. One reader thread per connection reads, which is what
+//! answers pings, completes the closing handshake and runs keep-alive. A client that stops
+//! reading never holds the ticker or the others up: once more than 64 KiB of updates wait
+//! for it in the server (beyond what its socket buffers hold) it is cut (close 1008, socket
+//! shut down), and the ticker logs it.
 //!
 //! Data is public, so any `Origin` may connect (compare with `examples/chat.rs`).
 
@@ -24,11 +23,11 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use stdws::{Config, Error, KeepAlive, WriteHalf};
+use stdws::{Config, Error, Fanout, FanoutConfig, KeepAlive, PreparedMessage, Topic};
 
 /// Stack size of every thread. Nothing here recurses and every buffer is on the heap, so
 /// the stack only holds the frames of a handshake, a read or a send (`examples/chat.rs`,
@@ -40,25 +39,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one write may wait for room in a client's socket buffer. The ticker writes to
-/// the clients one after another, so a client that stops reading delays the others by a
-/// few times this (a partial write, then a write that fails), once: it is dropped then. A
-/// healthy client never makes a write wait at all.
-const WRITE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Bytes of updates that may wait for one client in the server before it is cut.
+const BUDGET: usize = 64 * 1024;
 /// Clients only receive; anything they send beyond a close is ignored, so keep it small.
 const MAX_MESSAGE: usize = 1024;
-
-/// A connected client, as the ticker sees it.
-struct Subscriber {
-    peer: String,
-    writer: WriteHalf,
-}
-
-type Subscribers = Arc<Mutex<Vec<Subscriber>>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn main() -> ExitCode {
     let mut addr = "127.0.0.1:8081".to_owned();
@@ -86,9 +70,16 @@ fn main() -> ExitCode {
     let local = listener.local_addr().map_or(addr, |a| a.to_string());
     eprintln!("broadcast_server: streaming at {hz} Hz on ws://{local}/");
 
-    let subscribers: Subscribers = Arc::default();
+    let fanout: Fanout = match Fanout::new(FanoutConfig::default().budget(BUDGET)) {
+        Ok(fanout) => fanout,
+        Err(e) => {
+            eprintln!("broadcast_server: cannot start the writer threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let subscribers = fanout.topic();
     let ticker = {
-        let subscribers = Arc::clone(&subscribers);
+        let subscribers = subscribers.clone();
         thread::Builder::new()
             .name("ticker".to_owned())
             .stack_size(STACK_SIZE)
@@ -108,7 +99,7 @@ fn main() -> ExitCode {
                 continue;
             }
         };
-        let subscribers = Arc::clone(&subscribers);
+        let subscribers = subscribers.clone();
         let spawned = thread::Builder::new()
             .name("reader".to_owned())
             .stack_size(STACK_SIZE)
@@ -126,8 +117,8 @@ fn usage(problem: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// The ticker: one update per period, written to every client in turn.
-fn tick(subscribers: &Mutex<Vec<Subscriber>>, period: Duration) {
+/// The ticker: one update per period, queued for every client.
+fn tick(subscribers: &Topic, period: Duration) {
     let mut rng = Rng::new();
     let mut price_cents: i64 = 10_000; // 100.00
     let mut next = Instant::now();
@@ -142,23 +133,13 @@ fn tick(subscribers: &Mutex<Vec<Subscriber>>, period: Duration) {
             price_cents / 100,
             price_cents % 100
         );
-        lock(subscribers).retain(|sub| match sub.writer.send_text(&update) {
-            Ok(()) => true,
-            // The write timed out: the client stopped reading. A close frame would queue
-            // behind the stuck bytes, so just cut the connection; its reader wakes up.
-            Err(e) if e.is_would_block() => {
-                eprintln!("broadcast_server: {}: too slow, dropping it", sub.peer);
-                let _ = sub.writer.shutdown();
-                false
-            }
-            // The connection ended (its reader logged how) or is closing.
-            Err(Error::AlreadyClosed) => false,
-            Err(e) => {
-                eprintln!("broadcast_server: {}: send failed: {e}", sub.peer);
-                let _ = sub.writer.shutdown();
-                false
-            }
-        });
+        let delivery = subscribers.broadcast(&PreparedMessage::text(&update));
+        if !delivery.dropped.is_empty() {
+            eprintln!(
+                "broadcast_server: {} client(s) too slow, dropped",
+                delivery.dropped.len()
+            );
+        }
         next += period;
         match next.checked_duration_since(Instant::now()) {
             Some(wait) => thread::sleep(wait),
@@ -168,14 +149,14 @@ fn tick(subscribers: &Mutex<Vec<Subscriber>>, period: Duration) {
 }
 
 /// A connection's reader thread: handshake, subscribe, then read until the connection ends.
-fn serve(stream: TcpStream, subscribers: &Mutex<Vec<Subscriber>>) {
+fn serve(stream: TcpStream, subscribers: &Topic) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     let options = stream
         .set_nodelay(true)
         .and_then(|()| stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)))
-        .and_then(|()| stream.set_write_timeout(Some(WRITE_TIMEOUT)));
+        .and_then(|()| stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)));
     if let Err(e) = options {
         eprintln!("broadcast_server: {peer}: cannot set socket options: {e}");
         return;
@@ -203,10 +184,14 @@ fn serve(stream: TcpStream, subscribers: &Mutex<Vec<Subscriber>>) {
         eprintln!("broadcast_server: {peer}: cannot set the read timeout: {e}");
         return;
     }
-    lock(subscribers).push(Subscriber {
-        peer: peer.clone(),
-        writer: writer.clone(),
-    });
+    // The subscription sets the socket's write timeout for the writer threads.
+    let subscription = match subscribers.subscribe(writer.clone()) {
+        Ok(subscription) => subscription,
+        Err(e) => {
+            eprintln!("broadcast_server: {peer}: cannot subscribe: {e}");
+            return;
+        }
+    };
     eprintln!("broadcast_server: {peer}: connected");
     let ended = loop {
         match reader.read() {
@@ -217,9 +202,12 @@ fn serve(stream: TcpStream, subscribers: &Mutex<Vec<Subscriber>>) {
             Err(e) => break format!("error: {e}"),
         }
     };
-    eprintln!("broadcast_server: {peer}: disconnected: {ended}");
-    // Close TCP (the server's job after the closing handshake); the ticker's next send to
-    // this client fails and drops it from the list.
+    match subscription.cut() {
+        Some(why) => eprintln!("broadcast_server: {peer}: dropped as too slow ({why:?})"),
+        None => eprintln!("broadcast_server: {peer}: disconnected: {ended}"),
+    }
+    drop(subscription);
+    // Close TCP (the server's job after the closing handshake).
     let _ = writer.shutdown();
 }
 
