@@ -10,13 +10,14 @@
 //! (inline CSS and JS); the page connects to `ws://<host>/ws`.
 //!
 //! - **Threads.** One per TCP connection reads the HTTP request, then, for a WebSocket,
-//!   becomes the connection's reader; a second thread per participant is its writer. The
-//!   reader handles pings, closes and keep-alive, and broadcasts what the participant says;
-//!   the writer drains the participant's queue into the socket.
-//! - **Bounded queues.** Broadcasting never blocks: it `try_send`s to each participant's
-//!   queue (`QUEUE_LEN` messages). A participant whose queue is full is too slow: it is
-//!   dropped (close 1008 "too slow", then the socket is shut down) instead of stalling the
-//!   room. A write timeout catches a participant whose socket stops taking data.
+//!   becomes the connection's reader: it handles pings, closes and keep-alive, and
+//!   broadcasts what the participant says. Messages go out through a [`Fanout`]: a
+//!   broadcast is framed once and queued for everyone, and the fanout's writer threads (one
+//!   per CPU) write the queues out. One thread and one descriptor per participant.
+//! - **Bounded queues.** Broadcasting never blocks. A participant with more than `BUDGET`
+//!   bytes waiting in the server (beyond its socket buffers), or whose socket takes nothing
+//!   for 5 s, is too slow: it is cut (close 1008, then the socket is shut down) instead of
+//!   stalling the room, and leaves it.
 //! - **Origin.** A browser's `Origin` must be `http://<Host header>`; other origins get 403
 //!   (cross-site WebSocket hijacking, RFC 6455 §10.2). Requests without `Origin` come from
 //!   non-browser clients and are allowed.
@@ -34,19 +35,21 @@ use std::io::{BufRead, IsTerminal};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use stdws::{Config, Error, IncomingRequest, KeepAlive, Message, Rejection, Request, WriteHalf};
+use stdws::{
+    Config, Error, Fanout, FanoutConfig, IncomingRequest, KeepAlive, Message, PreparedMessage,
+    Rejection, Request, Subscription, Topic, WriteHalf,
+};
 
 /// Stack size of every connection thread. 64 KiB is plenty: nothing on these threads is
 /// recursive, and every buffer lives on the heap (the request head, the 4 KiB read buffer,
 /// messages, the JSON we build), so what the stack holds is a handful of frames for the
 /// handshake, a read or a send, and formatting a log line. Measured with `tests/e2e/run`'s
 /// checks: a release build passes with 16 KiB, a debug build (bigger, unoptimised frames)
-/// with 32 KiB but not 16. 1000 participants (2000 threads) then reserve 125 MiB of address
+/// with 32 KiB but not 16. 1000 participants (1000 threads) then reserve 63 MiB of address
 /// space instead of 16 GiB at the default 8 MiB, and only touched pages use memory. (A panic
 /// that prints a backtrace needs more: one more reason not to panic on these threads.)
 const STACK_SIZE: usize = 64 * 1024;
@@ -59,13 +62,10 @@ const READ_TIMEOUT: Duration = Duration::from_secs(1);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// ...and drop it if the pong (or anything else) does not come within this.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A write that cannot make progress for this long means the peer stopped reading and the
-/// socket's send buffer is full: the participant is dropped. The timeout applies to each
-/// write system call, so one send can take a few of them (with a test client that never
-/// reads: a partial write, then a write that made no progress, 10 s in all).
+/// Bounds the handshake's writes (the answer to the request).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Messages queued for one participant before it counts as too slow.
-const QUEUE_LEN: usize = 256;
+/// Bytes queued for one participant in the server before it counts as too slow.
+const BUDGET: usize = 256 * 1024;
 /// Largest message a participant may send, in bytes (the page allows 1000 characters).
 const MAX_MESSAGE: usize = 4096;
 /// How long a graceful shutdown waits for the closing handshakes.
@@ -74,24 +74,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// 503 to the participants who do not fit.
 const EXTRA_CONNECTIONS: usize = 64;
 
-/// Why a participant's writer stops: the close frame it sends.
-#[derive(Debug, Clone, Copy)]
-struct Kick {
-    code: u16,
-    reason: &'static str,
-}
-
-const TOO_SLOW: Kick = Kick {
-    code: 1008,
-    reason: "too slow",
-};
-const GOING_AWAY: Kick = Kick {
-    code: 1001,
-    reason: "server shutting down",
-};
+/// The close a graceful shutdown sends.
+const GOING_AWAY: (u16, &str) = (1001, "server shutting down");
 
 struct Server {
     room: Mutex<Room>,
+    /// What the room says goes to everyone through this.
+    everyone: Topic,
     /// Set once when the shutdown starts (also checked under the room lock on join).
     stopping: AtomicBool,
     /// Connection threads alive; the shutdown waits for it to reach zero.
@@ -111,13 +100,10 @@ struct Room {
 /// A participant as the room sees it.
 struct Client {
     name: String,
-    /// Its queue; the writer thread drains it. Dropping it (removing the client from the
-    /// room) ends the writer once the queue is empty.
-    queue: SyncSender<Arc<str>>,
-    /// The writing half, kept to shut the connection down at the end of a shutdown.
+    /// Its place in `everyone` (dropping it unsubscribes).
+    subscription: Subscription,
+    /// The writing half, to close the connection in a shutdown.
     writer: WriteHalf,
-    /// Set before the room lets go of the client, to tell its writer which close to send.
-    kick: Arc<OnceLock<Kick>>,
 }
 
 /// Locks a mutex; a panicked holder leaves data that is still consistent here.
@@ -195,8 +181,16 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("chat: listening on http://{local}/");
+    let fanout: Fanout = match Fanout::new(FanoutConfig::default().budget(BUDGET)) {
+        Ok(fanout) => fanout,
+        Err(e) => {
+            eprintln!("chat: cannot start the writer threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = Arc::new(Server {
         room: Mutex::new(Room::default()),
+        everyone: fanout.topic(),
         stopping: AtomicBool::new(false),
         threads: Mutex::new(0),
         threads_done: Condvar::new(),
@@ -421,35 +415,14 @@ fn join(server: &Server, incoming: IncomingRequest<TcpStream>, peer: &str) {
 
     let id = server.next_id.fetch_add(1, Ordering::SeqCst);
     let name = format!("user-{id}");
-    let (queue, rx) = mpsc::sync_channel::<Arc<str>>(QUEUE_LEN);
-    let kick = Arc::new(OnceLock::new());
-    let writer_thread = {
-        let (writer, kick, name) = (writer.clone(), Arc::clone(&kick), name.clone());
-        thread::Builder::new()
-            .name("chat-writer".to_owned())
-            .stack_size(STACK_SIZE)
-            .spawn(move || write_loop(&rx, &writer, &kick, &name))
-    };
-    let writer_thread = match writer_thread {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("chat: {peer}: cannot start a thread: {e}");
-            let _ = writer.close(1011, "server overloaded");
-            let _ = writer.shutdown();
-            return;
-        }
-    };
-
     {
         let mut room = lock(&server.room);
         // Checked under the room lock, which the shutdown takes after setting the flag:
         // either we join before it empties the room, or we see the flag.
         if server.stopping.load(Ordering::SeqCst) {
             drop(room);
-            let _ = writer.close(GOING_AWAY.code, GOING_AWAY.reason);
+            let _ = writer.close(GOING_AWAY.0, GOING_AWAY.1);
             let _ = writer.shutdown();
-            drop(queue);
-            let _ = writer_thread.join();
             return;
         }
         let mut users: Vec<(u64, &str)> = room
@@ -459,18 +432,32 @@ fn join(server: &Server, incoming: IncomingRequest<TcpStream>, peer: &str) {
             .collect();
         users.push((id, &name));
         users.sort_unstable();
-        // The queue is empty, so the welcome fits, and it is the first thing sent.
-        let _ = queue.try_send(welcome(&name, users.iter().map(|u| u.1)).into());
+        // The first thing the participant gets, before it joins the broadcasts (which the
+        // room lock holds off); its socket is empty, so this does not wait.
+        if let Err(e) = writer.send_text(&welcome(&name, users.iter().map(|u| u.1))) {
+            drop(room);
+            eprintln!("chat: {peer}: cannot welcome: {e}");
+            let _ = writer.shutdown();
+            return;
+        }
+        let subscription = match server.everyone.subscribe(writer.clone()) {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                drop(room);
+                eprintln!("chat: {peer}: cannot subscribe: {e}");
+                let _ = writer.shutdown();
+                return;
+            }
+        };
         room.clients.insert(
             id,
             Client {
                 name: name.clone(),
-                queue,
+                subscription,
                 writer: writer.clone(),
-                kick,
             },
         );
-        broadcast_locked(&mut room, &event("join", &name));
+        broadcast_locked(server, &mut room, &event("join", &name));
     }
     eprintln!("chat: {peer}: {name} joined");
 
@@ -484,7 +471,7 @@ fn join(server: &Server, incoming: IncomingRequest<TcpStream>, peer: &str) {
                     // A participant dropped for being slow is cut soon; until then it is
                     // not heard either.
                     if room.clients.contains_key(&id) {
-                        broadcast_locked(&mut room, &json);
+                        broadcast_locked(server, &mut room, &json);
                     }
                 }
             }
@@ -506,49 +493,9 @@ fn join(server: &Server, incoming: IncomingRequest<TcpStream>, peer: &str) {
     };
     eprintln!("chat: {peer}: {name} left: {ended}");
     // The server closes TCP once the closing handshake is over (RFC 6455 §7.1.1), or cuts
-    // a failed connection; either way a writer blocked in a send wakes up.
+    // a failed connection.
     let _ = writer.shutdown();
     leave(server, id, &name);
-    // `leave` dropped the queue's sender: the writer thread ends once it sees that.
-    let _ = writer_thread.join();
-}
-
-/// The writer thread: sends what the participant's queue holds until the room lets go of
-/// it, the connection ends, or the participant turns out too slow.
-fn write_loop(queue: &Receiver<Arc<str>>, writer: &WriteHalf, kick: &OnceLock<Kick>, name: &str) {
-    let reason = loop {
-        let next = queue.recv();
-        if let Some(reason) = kick.get() {
-            break *reason; // dropped from the room: no more messages, say why
-        }
-        let Ok(text) = next else {
-            return; // the reader left the room: the connection is over
-        };
-        match writer.send_text(&text) {
-            Ok(()) => {}
-            Err(e) if e.is_would_block() => {
-                // The write timeout fired: the peer stopped reading and the socket's send
-                // buffer is full, so a close frame could not get through either. Cut the
-                // connection; the reader wakes up and leaves the room.
-                let _ = kick.set(TOO_SLOW);
-                eprintln!("chat: {name} is too slow (a send timed out), dropping it");
-                let _ = writer.shutdown();
-                return;
-            }
-            // The connection ended or is closing; the reader reports how.
-            Err(_) => return,
-        }
-    };
-    if reason.code == TOO_SLOW.code {
-        eprintln!("chat: {name} is too slow (its queue is full), dropping it");
-    }
-    // A slow peer is not waited for (it is not reading): close, then cut. After a 1001 the
-    // reader waits for the peer's answer, which the shutdown's deadline bounds. A close
-    // frame that cannot be written in time is pointless: cut the connection then too.
-    let closed = writer.close(reason.code, reason.reason);
-    if closed.is_err() || reason.code == TOO_SLOW.code {
-        let _ = writer.shutdown();
-    }
 }
 
 /// Removes a participant from the room and tells everyone else.
@@ -556,26 +503,27 @@ fn leave(server: &Server, id: u64, name: &str) {
     let mut room = lock(&server.room);
     room.clients.remove(&id);
     if !server.stopping.load(Ordering::SeqCst) {
-        broadcast_locked(&mut room, &event("leave", name));
+        broadcast_locked(server, &mut room, &event("leave", name));
     }
 }
 
-/// Queues `text` for every participant without ever blocking: one whose queue is full is
-/// dropped from the room (its writer closes with 1008 and shuts the connection down, and
-/// its reader then announces the leave). Nothing here blocks: the room lock is never held
-/// while writing to a socket.
-fn broadcast_locked(room: &mut Room, text: &str) {
-    let text: Arc<str> = text.into(); // one allocation, shared by every queue
-    room.clients
-        .retain(|_, client| match client.queue.try_send(Arc::clone(&text)) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                let _ = client.kick.set(TOO_SLOW);
-                false
+/// Queues `text` for every participant without ever blocking (see [`Topic::broadcast`]):
+/// one too slow to keep up is cut (close 1008, socket shut down) and removed from the room
+/// here; its reader then ends and announces the leave.
+fn broadcast_locked(server: &Server, room: &mut Room, text: &str) {
+    let delivery = server.everyone.broadcast(&PreparedMessage::text(text));
+    for id in delivery.dropped {
+        if let Some(id) = room
+            .clients
+            .iter()
+            .find(|(_, c)| c.subscription.id() == id)
+            .map(|(id, _)| *id)
+        {
+            if let Some(client) = room.clients.remove(&id) {
+                eprintln!("chat: {} is too slow, dropping it", client.name);
             }
-            // Its writer thread is gone (the connection ended); its reader will leave.
-            Err(TrySendError::Disconnected(_)) => false,
-        });
+        }
+    }
 }
 
 /// Starts the graceful shutdown (once): stop accepting, and wake up `accept`.
@@ -604,18 +552,19 @@ fn finish_shutdown(server: &Server) {
         let mut room = lock(&server.room);
         room.clients
             .drain()
-            .map(|(_, client)| {
-                // Dropping the queue wakes the writer thread, which sends the 1001.
-                let _ = client.kick.set(GOING_AWAY);
-                client.writer
-            })
+            .map(|(_, client)| client.writer)
             .collect()
     };
     eprintln!(
         "chat: closing {} connection(s) with 1001 \"{}\"",
         writers.len(),
-        GOING_AWAY.reason
+        GOING_AWAY.1
     );
+    for writer in &writers {
+        // Queued behind what is still unsent if the socket is full; the deadline below
+        // bounds the wait for the answer either way.
+        let _ = writer.close(GOING_AWAY.0, GOING_AWAY.1);
+    }
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     let left = wait_for_threads(server, deadline);
     if left > 0 {
