@@ -62,8 +62,9 @@
 //! machines over bytes ([`handshake`]), message assembly (`receiver`), the output queue
 //! (`sender`, `outgoing`), the connection state (`state`) and [`proto::Connection`], which
 //! joins them. One blocking driver (`driver`) is the code that reads and writes streams; it
-//! runs [`WebSocket`], the split halves and the streamed readers and writers. [`proto`]
-//! makes the core public for other drivers. README "Layout" lists every file.
+//! runs [`WebSocket`], the split halves and the streamed readers and writers, and
+//! [`Fanout`] broadcasts over split halves with a pool of writer threads. [`proto`] makes
+//! the core public for other drivers. README "Layout" lists every file.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
