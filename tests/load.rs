@@ -331,11 +331,16 @@ fn poll_server_binary() -> std::path::PathBuf {
     if let Some(path) = std::env::var_os("POLL_SERVER") {
         return path.into();
     }
+    example_binary("poll_server")
+}
+
+/// `examples/NAME`, built in release mode with the cargo that runs the tests.
+fn example_binary(name: &str) -> std::path::PathBuf {
     let manifest = env!("CARGO_MANIFEST_DIR");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = std::process::Command::new(cargo);
     build
-        .args(["build", "--quiet", "--release", "--example", "poll_server"])
+        .args(["build", "--quiet", "--release", "--example", name])
         .arg("--manifest-path")
         .arg(format!("{manifest}/Cargo.toml"));
     // Not the variables cargo set for this test: build scripts that watch them (ring's does,
@@ -358,12 +363,12 @@ fn poll_server_binary() -> std::path::PathBuf {
             build.env_remove(&*name);
         }
     }
-    let status = build.status().expect("cargo build --example poll_server");
-    assert!(status.success(), "cargo build --example poll_server failed");
+    let status = build.status().expect("cargo build --example");
+    assert!(status.success(), "cargo build --example {name} failed");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(manifest).join("target"));
-    target.join("release/examples/poll_server")
+    target.join("release/examples").join(name)
 }
 
 /// A child process that is killed (by its own id) when dropped, so a failed test leaves
@@ -534,4 +539,134 @@ fn ten_thousand_idle_connections_on_poll_server() {
         per_conn_kib < 16.0,
         "{per_conn_kib:.2} KiB per idle connection"
     );
+}
+
+/// 10,000 idle subscribers of one topic on `examples/pubsub` (a thread per connection, split
+/// halves, a `Fanout`), a separate process: raw clients in this process complete the
+/// handshake and stay silent; then one of them publishes a message and every one of them
+/// must receive it. Prints the server's RSS per idle connection, its threads and open files
+/// per connection. Needs `ulimit -n` above 10,100. Bounded (120 s for the clients, 60 s for
+/// the broadcast).
+#[test]
+#[ignore = "load test: cargo test --release --test load -- --ignored --nocapture pubsub"]
+fn ten_thousand_idle_subscribers_on_pubsub() {
+    let _serial = serial();
+    const CONNS: usize = 10_000;
+    const WORKERS: usize = 4;
+    if let Some(limit) = open_files_limit() {
+        assert!(limit >= CONNS as u64 + 100, "ulimit -n is {limit}");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let binary = example_binary("pubsub");
+    let child = std::process::Command::new(&binary)
+        .arg(addr.to_string())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    let server = KillOnDrop(child);
+    let pid = server.0.id();
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < until, "pubsub does not listen");
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(300));
+    let rss_before = status_of(pid, "VmRSS").unwrap();
+    let threads_before = status_of(pid, "Threads").unwrap();
+    let request = upgrade_request("/ticker");
+    let start = Instant::now();
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let request = request.clone();
+            spawn_bounded(move || -> Result<Vec<TcpStream>, String> {
+                (w..CONNS)
+                    .step_by(WORKERS)
+                    .map(|i| {
+                        subscriber(addr, request.as_bytes())
+                            .map_err(|e| format!("worker {w}, connection {i}: {e}"))
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let mut clients = Vec::with_capacity(CONNS);
+    for worker in workers {
+        clients.extend(worker.join(Duration::from_secs(120)).unwrap());
+    }
+    let opened = start.elapsed();
+    thread::sleep(Duration::from_millis(1000)); // let the server settle
+    let rss = status_of(pid, "VmRSS").unwrap();
+    let threads = status_of(pid, "Threads").unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let per_conn_kib = rss.saturating_sub(rss_before) as f64 / CONNS as f64;
+    // One message from the first subscriber reaches all of them, itself included.
+    let sent = Instant::now();
+    clients[0]
+        .write_all(&common::client_frame(true, 0x1, b"to all"))
+        .unwrap();
+    let want = common::server_frame(true, 0x1, b"to all");
+    // The sockets move to the reader threads (no `try_clone`: 20,000 descriptors is this
+    // process's cap) and come back.
+    let mut readers = Vec::new();
+    while !clients.is_empty() {
+        let chunk: Vec<TcpStream> = clients
+            .drain(..CONNS.div_ceil(WORKERS).min(clients.len()))
+            .collect();
+        let want = want.clone();
+        readers.push(spawn_bounded(move || {
+            for mut s in &chunk {
+                let mut got = vec![0u8; want.len()];
+                s.read_exact(&mut got).expect("the broadcast");
+                assert_eq!(got, want);
+            }
+            chunk
+        }));
+    }
+    for reader in readers {
+        clients.extend(reader.join(Duration::from_secs(60)));
+    }
+    let delivered = sent.elapsed();
+    println!(
+        "pubsub, {CONNS} idle subscribers (opened in {opened:.2?}): RSS {:.1} -> {:.1} MiB: \
+         {per_conn_kib:.2} KiB per idle connection; threads {threads_before} -> {threads}; \
+         {fds} open files; one broadcast reached all {CONNS} in {delivered:.2?}",
+        mib(rss_before),
+        mib(rss),
+    );
+    drop(server);
+    drop(clients);
+    assert!(
+        threads <= threads_before + CONNS as u64 + 2,
+        "one thread per connection"
+    );
+    assert!(fds <= CONNS + 16, "one descriptor per connection ({fds})");
+    assert!(
+        per_conn_kib <= 12.5,
+        "{per_conn_kib:.2} KiB per idle connection"
+    );
+}
+
+/// A raw subscriber: the opening handshake only.
+fn subscriber(addr: SocketAddr, request: &[u8]) -> Result<TcpStream, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .and_then(|()| s.write_all(request))
+        .map_err(|e| format!("request: {e}"))?;
+    let mut head = Vec::with_capacity(160);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte)
+            .map_err(|e| format!("response: {e}"))?;
+        head.push(byte[0]);
+    }
+    match head.starts_with(b"HTTP/1.1 101 ") {
+        true => Ok(s),
+        false => Err(format!("answer {:?}", String::from_utf8_lossy(&head))),
+    }
 }
