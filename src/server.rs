@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::{is_retryable, Error, HandshakeError};
 use crate::handshake::server::{IncomingRequest, Rejection, UpgradeResponse};
 use crate::handshake::Request;
+use crate::shutdown::GracefulShutdown;
 use crate::websocket::WebSocket;
 
 /// After refusing a client, how long to keep reading what it still sends before closing.
@@ -78,6 +79,7 @@ const LINGER_BYTES: usize = 64 << 10;
 pub struct Server {
     listener: TcpListener,
     config: Config,
+    shutdown: Option<GracefulShutdown>,
 }
 
 impl Server {
@@ -93,6 +95,7 @@ impl Server {
         Server {
             listener,
             config: Config::default(),
+            shutdown: None,
         }
     }
 
@@ -100,6 +103,23 @@ impl Server {
     pub fn config(mut self, config: Config) -> Server {
         self.config = config;
         self
+    }
+
+    /// Stops accepting when `shutdown` starts (see [`GracefulShutdown`]): [`incoming`](Self::incoming)
+    /// ends, and [`accept`](Self::accept) fails with `ConnectionAborted`, waking from a
+    /// blocking wait.
+    pub fn shutdown_on(mut self, shutdown: &GracefulShutdown) -> Server {
+        if let Ok(addr) = self.listener.local_addr() {
+            shutdown.add_listener(addr);
+        }
+        self.shutdown = Some(shutdown.clone());
+        self
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.shutdown
+            .as_ref()
+            .is_some_and(GracefulShutdown::is_started)
     }
 
     /// The address the server listens on (with the port chosen for port 0).
@@ -118,7 +138,14 @@ impl Server {
     /// An error concerns this accept only (a connection reset while queued, the process
     /// out of file descriptors, ...): log it and go on accepting, perhaps after a pause.
     pub fn accept(&self) -> io::Result<PendingConnection> {
+        let shut_down = || io::Error::new(ErrorKind::ConnectionAborted, "the server shut down");
+        if self.is_shut_down() {
+            return Err(shut_down());
+        }
         let (stream, peer) = self.listener.accept()?;
+        if self.is_shut_down() {
+            return Err(shut_down()); // woken by the shutdown; the connection is dropped
+        }
         Ok(PendingConnection {
             stream,
             peer,
@@ -126,13 +153,15 @@ impl Server {
         })
     }
 
-    /// An endless iterator of [`accept`](Self::accept) results.
+    /// An iterator of [`accept`](Self::accept) results, endless unless the server stops
+    /// with a [`GracefulShutdown`] ([`shutdown_on`](Self::shutdown_on)).
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming { server: self }
     }
 }
 
-/// The iterator of [`Server::incoming`]: calls [`Server::accept`] for each item, forever.
+/// The iterator of [`Server::incoming`]: calls [`Server::accept`] for each item, until the
+/// server's [`GracefulShutdown`] starts.
 #[derive(Debug)]
 pub struct Incoming<'a> {
     server: &'a Server,
@@ -142,7 +171,10 @@ impl Iterator for Incoming<'_> {
     type Item = io::Result<PendingConnection>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.server.accept())
+        match self.server.accept() {
+            Err(_) if self.server.is_shut_down() => None,
+            result => Some(result),
+        }
     }
 }
 

@@ -636,6 +636,18 @@ impl<W: Write + Socket> WriteHalf<W> {
         self.shared.shutdown_quietly();
     }
 
+    /// For [`GracefulShutdown`](crate::GracefulShutdown): sends a close frame if no writer holds the lock,
+    /// waiting at most `wait` for room in the socket buffer (the write timeout is set to it).
+    pub(crate) fn close_nowait(&self, code: CloseCode, reason: &str, wait: Duration) {
+        if let Some(mut io) = self.shared.try_io() {
+            let _ = io.stream.set_write_timeout(Some(wait));
+            self.shared.take_pong(&mut io);
+            let Io { stream, out } = &mut *io;
+            let _ = WriteSide::new(stream, out).start_close(Some(CloseFrame::new(code, reason)));
+            self.shared.mirror(out);
+        }
+    }
+
     /// Sets the write stream's write timeout (under the lock).
     pub(crate) fn set_write_timeout(&self, timeout: Option<std::time::Duration>) -> Result<()> {
         Ok(self.shared.io().stream.set_write_timeout(timeout)?)
