@@ -324,6 +324,88 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
     }
 }
 
+impl<R: Read + Socket, W: Write + Socket> ReadHalf<R, W> {
+    /// Performs the whole closing handshake within `timeout`, like
+    /// [`WebSocket::close_and_wait`](crate::WebSocket::close_and_wait): sends a close frame
+    /// with `code` and `reason` through the shared writer (unless one was sent already),
+    /// reads until the peer's close arrives (discarding data messages that come first), then
+    /// shuts the socket down. Returns the peer's close frame. Other threads' sends fail with
+    /// `AlreadyClosed` once the close is sent.
+    ///
+    /// Fails with an `Io` error of kind `TimedOut` if the peer's close does not arrive in
+    /// time, or if a writer holds the connection (blocked on a full socket) until then; the
+    /// socket is shut down either way, which wakes that writer.
+    pub fn close_and_wait(
+        &mut self,
+        code: impl Into<CloseCode>,
+        reason: &str,
+        timeout: Duration,
+    ) -> Result<Option<CloseFrame>> {
+        let frame = CloseFrame::new(code, reason);
+        frame.check_sendable()?;
+        let deadline = Instant::now() + timeout;
+        let saved = self.stream.read_timeout()?;
+        let result = self.close_until(frame, deadline);
+        let restored = self.stream.set_read_timeout(saved);
+        let _ = self.stream.shutdown();
+        self.shared.shutdown_quietly();
+        let frame = result?;
+        restored?;
+        Ok(frame)
+    }
+
+    fn close_until(&mut self, frame: CloseFrame, deadline: Instant) -> Result<Option<CloseFrame>> {
+        let remaining = || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A zero timeout means "block forever" to the OS: never pass it.
+            (!left.is_zero()).then_some(left)
+        };
+        let timed_out = || Error::Io(std::io::ErrorKind::TimedOut.into());
+        // The close goes out under the write lock, which a blocked writer may hold: try
+        // until the deadline rather than wait past it.
+        loop {
+            if let Some(mut io) = self.shared.try_io() {
+                let Some(left) = remaining() else {
+                    return Err(timed_out());
+                };
+                io.stream.set_write_timeout(Some(left))?;
+                self.shared.take_pong(&mut io);
+                let Io { stream, out } = &mut *io;
+                let sent = match out.state.is_open() {
+                    true => WriteSide::new(stream, out).start_close(Some(frame)),
+                    false => Ok(()),
+                };
+                self.shared.mirror(out);
+                match sent {
+                    Err(e) if !e.is_would_block() => return Err(e),
+                    _ => break,
+                }
+            }
+            if remaining().is_none() {
+                return Err(timed_out());
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        let mut peer_frame = None;
+        loop {
+            let Some(left) = remaining() else {
+                return match peer_frame {
+                    Some(frame) => Ok(frame),
+                    None => Err(timed_out()),
+                };
+            };
+            self.stream.set_read_timeout(Some(left))?;
+            match self.read() {
+                Ok(Message::Close(frame)) => peer_frame = Some(frame),
+                Ok(_) => {}
+                Err(Error::ConnectionClosed(frame)) => return Ok(frame),
+                Err(e) if e.is_would_block() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 impl<R: Read, W: Write> PayloadSource for ReadHalf<R, W> {
     fn read_payload(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
         let mut halves = SplitHalves {

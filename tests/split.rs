@@ -1115,3 +1115,41 @@ fn split_halves_share_the_connections_one_descriptor() {
         Some(Duration::from_secs(2))
     );
 }
+
+/// `ReadHalf::close_and_wait`: the whole closing handshake from the reading half, bounded.
+#[test]
+fn close_and_wait_on_the_reading_half_returns_the_peers_close() {
+    let (server, mut client) = ws_pair();
+    let (mut reader, writer) = server.split().unwrap();
+    let peer = spawn_bounded(move || loop {
+        match client.read() {
+            Ok(Message::Close(_)) => {}
+            Ok(_) => {}
+            Err(Error::ConnectionClosed(_)) => return,
+            Err(e) => panic!("client: {e}"),
+        }
+    });
+    let frame = reader
+        .close_and_wait(1001, "bye", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(close_code(&frame), Some(1001), "the client echoes our code");
+    expect_already_closed(writer.send_text("late"), "a send after the close");
+    peer.join(DEADLINE);
+}
+
+#[test]
+fn close_and_wait_on_the_reading_half_gives_up_at_its_deadline() {
+    let (server, _silent_client) = ws_pair(); // never reads, never answers
+    let (mut reader, _writer) = server.split().unwrap();
+    let started = Instant::now();
+    let result = reader.close_and_wait(1000, "", Duration::from_millis(400));
+    let took = started.elapsed();
+    match result {
+        Err(Error::Io(e)) => assert_eq!(e.kind(), ErrorKind::TimedOut),
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
