@@ -102,7 +102,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Relay {
     fanout: Fanout,
     topics: Mutex<HashMap<String, Topic>>,
+    /// Connection threads (handshakes included), against `max_connections + EXTRA`.
     connections: AtomicUsize,
+    /// WebSocket connections, against `max_connections`.
+    subscribers: AtomicUsize,
     max_connections: usize,
     rate: f64,
 }
@@ -154,8 +157,28 @@ impl Bucket {
     }
 }
 
-/// A connection's place in the count against `--max-connections`, released when dropped.
+/// A connection thread's place in the count against `--max-connections` + `EXTRA`,
+/// released when dropped.
 struct Slot(Arc<Relay>);
+
+/// A WebSocket connection's place in the count against `--max-connections`, released when
+/// dropped.
+struct Seat(Arc<Relay>);
+
+impl Seat {
+    /// A seat, unless all `--max-connections` are taken.
+    fn take(relay: &Arc<Relay>) -> Option<Seat> {
+        let n = relay.subscribers.fetch_add(1, Ordering::AcqRel);
+        let seat = Seat(Arc::clone(relay));
+        (n < relay.max_connections).then_some(seat)
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -169,9 +192,12 @@ impl Drop for Slot {
 fn handshake(relay: Arc<Relay>, pending: PendingConnection, slot: Slot) {
     let peer = pending.peer_addr();
     let mut topic = String::new();
-    let full = relay.connections.load(Ordering::Acquire) > relay.max_connections;
+    let mut seat = None;
+    let mut full = false;
     let ws = pending.accept_with(|request, _response| {
-        if full {
+        seat = Seat::take(&relay);
+        if seat.is_none() {
+            full = true;
             return Err(Rejection::new(503, "Full, try again later.\n").header("Retry-After", "5"));
         }
         topic = request.path().to_owned();
@@ -190,7 +216,7 @@ fn handshake(relay: Arc<Relay>, pending: PendingConnection, slot: Slot) {
     let ws = Box::new(ws);
     let spawned = thread::Builder::new()
         .stack_size(STACK_SIZE)
-        .spawn(move || serve(&relay, ws, topic, peer, slot));
+        .spawn(move || serve(&relay, ws, topic, peer, (slot, seat)));
     if let Err(e) = spawned {
         eprintln!("pubsub: {peer}: cannot start a thread: {e}");
     }
@@ -204,7 +230,7 @@ fn serve(
     ws: Box<WebSocket<TcpStream>>,
     topic_name: String,
     peer: SocketAddr,
-    _slot: Slot,
+    _places: (Slot, Option<Seat>),
 ) {
     let (mut reader, writer) = match ws.split() {
         Ok(halves) => halves,
@@ -281,6 +307,7 @@ fn main() -> ExitCode {
         fanout,
         topics: Mutex::new(HashMap::new()),
         connections: AtomicUsize::new(0),
+        subscribers: AtomicUsize::new(0),
         max_connections: args.max_connections,
         rate: args.rate,
     });
