@@ -14,7 +14,10 @@
 //! [`Fanout`]'s writer threads, so a broadcast never waits on one slow client.
 //!
 //! Threads: one per connection (64 KiB stacks, of which only the pages a read touches are
-//! resident), which reads its client and publishes what it sends, plus the fanout's writer
+//! resident; Linux's `vm.max_map_count`, 65,530 by default, caps a process near 16,000
+//! threads, each taking four memory mappings: its stack and the signal stack Rust's
+//! runtime gives it, each with a guard page), which reads its client and publishes what it
+//! sends, plus the fanout's writer
 //! threads (one per CPU). The handshake runs on a short-lived thread of its own, so its
 //! deeper stack is not kept for the life of the connection. A split connection holds one
 //! descriptor.
