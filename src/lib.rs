@@ -97,6 +97,8 @@ mod state;
 mod stream;
 #[cfg(feature = "rustls")]
 pub mod tls;
+#[cfg(feature = "rustls")]
+mod tls_shared;
 mod url;
 mod utf8;
 mod websocket;

@@ -34,30 +34,24 @@
 //!
 //! # Threads
 //!
-//! [`WebSocket::split`] is for a plain `TcpStream` only: a TLS session is one state machine
-//! (record sequence numbers, keys) and cannot be shared by two handles from `try_clone`.
-//! Over TLS, use one thread per connection with a read timeout on the socket: `read`
-//! returns a would-block error when it fires (nothing is lost, the next `read` continues),
-//! and the thread can send what it has queued in between.
+//! `split` works over TLS as over TCP: [`WebSocket::split`] on a connection from
+//! [`connect`] (a [`MaybeTlsStream`]) or from [`accept`] (a [`ServerTlsStream`]) gives a
+//! reading half and cloneable writing halves that share the one TLS session
+//! ([`SharedTlsStream`]). The session is locked only while bytes are decrypted or
+//! encrypted, never while a half waits on the socket, so the reader keeps reading while a
+//! writer is blocked on a full socket, as over TCP.
 //!
 //! ```no_run
-//! use std::time::Duration;
-//!
-//! let (mut ws, _response) = stdws::tls::connect("wss://example.com/socket")?;
-//! ws.get_ref().tcp().set_read_timeout(Some(Duration::from_millis(200)))?;
-//! ws.send_text("hello")?;
-//! loop {
-//!     match ws.read() {
-//!         Ok(stdws::Message::Text(text)) => println!("{text}"),
-//!         Ok(_) => {}
-//!         Err(e) if e.is_would_block() => { /* time to send something, if there is any */ }
-//!         Err(e) => return Err(e),
-//!     }
+//! let (ws, _response) = stdws::tls::connect("wss://example.com/socket")?;
+//! let (mut reader, writer) = ws.split()?;
+//! std::thread::spawn(move || writer.send_text("hello"));
+//! while let Ok(message) = reader.read() {
+//!     println!("{message:?}");
 //! }
 //! # Ok::<(), stdws::Error>(())
 //! ```
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::ops::DerefMut;
 use std::sync::{Arc, OnceLock};
@@ -79,7 +73,9 @@ use crate::error::{is_retryable, Error, HandshakeError, Result, UrlError};
 use crate::handshake::client::ClientBuilder;
 use crate::handshake::server::{Rejection, UpgradeResponse};
 use crate::handshake::{handshake_deadline, Request, Response};
-use crate::socket::Socket;
+use crate::socket::{SharedTcpStream, Socket};
+use crate::split::{ReadHalf, WriteHalf};
+pub use crate::tls_shared::{SharedTlsStream, TlsHalves};
 use crate::url::WsUrl;
 use crate::websocket::WebSocket;
 
@@ -220,6 +216,123 @@ macro_rules! impl_socket_for_tls {
 
 impl_socket_for_tls!(ClientConnection);
 impl_socket_for_tls!(ServerConnection);
+
+/// A half of a split [`MaybeTlsStream`] connection: the shared socket of a `ws://`
+/// connection or the shared session of a `wss://` one.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum MaybeTlsHalf {
+    /// A `ws://` connection.
+    Plain(SharedTcpStream),
+    /// A `wss://` connection.
+    Rustls(SharedTlsStream<ClientConnection>),
+}
+
+impl MaybeTlsHalf {
+    /// The TCP socket under the stream.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            MaybeTlsHalf::Plain(s) => s,
+            MaybeTlsHalf::Rustls(s) => s.tcp(),
+        }
+    }
+}
+
+impl Read for MaybeTlsHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            MaybeTlsHalf::Plain(s) => s.read(buf),
+            MaybeTlsHalf::Rustls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for MaybeTlsHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            MaybeTlsHalf::Plain(s) => s.write(buf),
+            MaybeTlsHalf::Rustls(s) => s.write(buf),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            MaybeTlsHalf::Plain(s) => s.write_vectored(bufs),
+            MaybeTlsHalf::Rustls(s) => s.write_vectored(bufs),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            MaybeTlsHalf::Plain(s) => s.flush(),
+            MaybeTlsHalf::Rustls(s) => s.flush(),
+        }
+    }
+}
+
+impl Socket for MaybeTlsHalf {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        self.tcp().read_timeout()
+    }
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_write_timeout(timeout)
+    }
+    fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        self.tcp().write_timeout()
+    }
+    fn shutdown(&self) -> io::Result<()> {
+        self.tcp().shutdown(Shutdown::Both)
+    }
+    fn close_session(&mut self) -> io::Result<()> {
+        match self {
+            MaybeTlsHalf::Plain(_) => Ok(()),
+            MaybeTlsHalf::Rustls(s) => s.close_session(),
+        }
+    }
+}
+
+impl WebSocket<MaybeTlsStream> {
+    /// Splits a connection from [`tls::connect`](crate::tls::connect) for two threads, over
+    /// the shared socket (`ws://`) or the shared TLS session (`wss://`, see
+    /// [`SharedTlsStream`]).
+    ///
+    /// ```no_run
+    /// let (ws, _) = stdws::tls::connect("wss://example.com/feed")?;
+    /// let (mut reader, writer) = ws.split()?;
+    /// std::thread::spawn(move || writer.send_text("subscribe prices"));
+    /// while let Ok(message) = reader.read() {
+    ///     println!("{message:?}");
+    /// }
+    /// # Ok::<(), stdws::Error>(())
+    /// ```
+    pub fn split(
+        self,
+    ) -> Result<(
+        ReadHalf<MaybeTlsHalf, MaybeTlsHalf>,
+        WriteHalf<MaybeTlsHalf>,
+    )> {
+        Ok(self.split_into(|stream| match stream {
+            MaybeTlsStream::Plain(tcp) => {
+                let shared = SharedTcpStream::new(tcp);
+                (
+                    MaybeTlsHalf::Plain(shared.clone()),
+                    MaybeTlsHalf::Plain(shared.clone()),
+                    shared,
+                )
+            }
+            MaybeTlsStream::Rustls(tls) => {
+                let shared = SharedTlsStream::new(*tls);
+                let tcp = shared.shared_tcp();
+                (
+                    MaybeTlsHalf::Rustls(shared.clone()),
+                    MaybeTlsHalf::Rustls(shared),
+                    tcp,
+                )
+            }
+        }))
+    }
+}
 
 /// Connects to a `ws://` or `wss://` URL and performs the handshakes, with the defaults of
 /// [`ClientBuilder`] (10 s connect timeout; the TLS handshake and the WebSocket handshake

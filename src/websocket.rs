@@ -330,6 +330,23 @@ impl<T: Read + Write> WebSocket<T> {
         self.split_parts(writer, None, None)
     }
 
+    /// Splits over streams made from this one: `make` gives the reading stream, the
+    /// writing stream and the TCP socket under both (for shutdown and
+    /// [`WriteHalf::socket`]).
+    pub(crate) fn split_into<R: Read + Write, W: Write>(
+        self,
+        make: impl FnOnce(T) -> (R, W, SharedTcpStream),
+    ) -> (ReadHalf<R, W>, WriteHalf<W>) {
+        let WebSocket { stream, conn } = self;
+        let (reader, writer, tcp) = make(stream);
+        let control: Box<dyn Socket + Send + Sync> = Box::new(tcp.clone());
+        WebSocket {
+            stream: reader,
+            conn,
+        }
+        .split_parts(writer, Some(control), Some(tcp))
+    }
+
     fn split_parts<W: Write>(
         self,
         writer: W,
@@ -373,16 +390,12 @@ impl WebSocket<TcpStream> {
     /// # Ok(()) }
     /// ```
     pub fn split(self) -> Result<(ReadHalf, WriteHalf)> {
-        let WebSocket { stream, conn } = self;
-        let shared = SharedTcpStream::new(stream);
         // The same socket for both halves and for `WriteHalf::shutdown`, which must work
         // while a writer is blocked: one descriptor in all.
-        let control: Box<dyn Socket + Send + Sync> = Box::new(shared.clone());
-        let ws = WebSocket {
-            stream: shared.clone(),
-            conn,
-        };
-        Ok(ws.split_parts(shared.clone(), Some(control), Some(shared)))
+        Ok(self.split_into(|stream| {
+            let shared = SharedTcpStream::new(stream);
+            (shared.clone(), shared.clone(), shared)
+        }))
     }
 }
 

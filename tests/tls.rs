@@ -418,3 +418,64 @@ fn tls_end_without_close_frame_is_an_abnormal_closure() {
     assert!(matches!(ws.read(), Err(Error::AbnormalClosure)));
     assert!(matches!(ws.read(), Err(Error::AlreadyClosed)));
 }
+
+/// A numbered message of `len` bytes from `side`, its payload derived from the number.
+fn numbered(side: u8, i: u32, len: usize) -> Message {
+    let mut data: Vec<u8> = (0..len).map(|k| (k as u32 ^ i) as u8 ^ side).collect();
+    data[..4].copy_from_slice(&i.to_be_bytes());
+    Message::Binary(data)
+}
+
+/// Both ends of a `wss://` connection split, both flooding each other at once (the reader
+/// never waits for a writer blocked on a full socket, so neither side deadlocks), every
+/// message intact and in order; then the closing handshake from the server's reading half,
+/// with TLS close_notify.
+#[test]
+fn split_wss_connections_flood_each_other_without_deadlock() {
+    const COUNT: u32 = 300;
+    const LEN: usize = 40_000; // several TLS records each; far more than the socket buffers
+    let ca = Ca::new();
+    let tls = ca.server(&["localhost"]);
+    let (port, server) = serve_one(move |stream| -> stdws::Result<()> {
+        let ws = stdws::tls::accept(stream, tls)?;
+        let (mut reader, writer) = ws.split()?;
+        assert!(writer.socket().is_some(), "the TCP socket is reachable");
+        let sender = thread::spawn(move || -> stdws::Result<()> {
+            for i in 0..COUNT {
+                writer.send(numbered(1, i, LEN))?;
+            }
+            Ok(())
+        });
+        for i in 0..COUNT {
+            let got = reader.read()?;
+            assert!(got == numbered(2, i, LEN), "server: message {i} differs");
+        }
+        sender.join().unwrap()?;
+        let frame = reader.close_and_wait(1000, "done", LIMIT)?;
+        assert_eq!(close_code(&frame), Some(1000));
+        Ok(())
+    });
+    let ws = connect_wss(&format!("wss://localhost:{port}/"), ca.client()).unwrap();
+    let (mut reader, writer) = ws.split().unwrap();
+    let sender = thread::spawn(move || -> stdws::Result<()> {
+        for i in 0..COUNT {
+            writer.send(numbered(2, i, LEN))?;
+        }
+        Ok(())
+    });
+    for i in 0..COUNT {
+        let got = reader.read().unwrap();
+        assert!(got == numbered(1, i, LEN), "client: message {i} differs");
+    }
+    sender.join().unwrap().unwrap();
+    // The server closes: the reader answers it and sees the clean end.
+    loop {
+        match reader.read() {
+            Ok(Message::Close(frame)) => assert_eq!(close_code(&frame), Some(1000)),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(Error::ConnectionClosed(_)) => break,
+            Err(e) => panic!("client: {e}"),
+        }
+    }
+    server.join().unwrap().unwrap();
+}
