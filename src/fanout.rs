@@ -37,7 +37,8 @@ use crate::split::{Drained, WriteHalf};
 #[non_exhaustive]
 pub struct FanoutConfig {
     /// Bytes a subscriber may have waiting in the library (its mailbox and its connection's
-    /// queue, not the kernel's socket buffer) before it is cut. Default 1 MiB.
+    /// queue, not the kernel's socket buffer) before it is cut. Default 1 MiB. One message
+    /// larger than this is still queued for a subscriber with nothing waiting.
     pub budget: usize,
     /// How long a subscriber may go without its socket taking any byte while it has some
     /// waiting, before it is cut. Default 5 s.
@@ -453,7 +454,9 @@ impl<W: Write + Socket + Send + 'static> Topic<W> {
             let over = {
                 let mut mailbox = lock(&sub.mailbox);
                 let waiting = mailbox.bytes + sub.queued.load(Ordering::Acquire);
-                if waiting + len > budget {
+                // A message larger than the budget still goes to a subscriber with nothing
+                // waiting: the budget bounds a backlog, not one message.
+                if waiting > 0 && waiting + len > budget {
                     true
                 } else {
                     mailbox.messages.push(message.clone());

@@ -264,3 +264,23 @@ fn dropping_a_subscription_unsubscribes() {
     assert_eq!(topic.broadcast(&PreparedMessage::text("hi")).queued, 1);
     assert_eq!(a.read().unwrap(), Message::text("hi"));
 }
+
+/// The budget bounds a backlog, not one message: a message larger than the budget reaches a
+/// subscriber that keeps up.
+#[test]
+fn a_message_larger_than_the_budget_reaches_a_subscriber_with_nothing_waiting() {
+    let fanout: Fanout = Fanout::new(FanoutConfig::default().budget(1024)).unwrap();
+    let topic = fanout.topic();
+    let config = Config::default().max_message_size(Some(1 << 20));
+    let (url, _fates, ready) = serve_topic(&topic, 1, config.clone());
+    let mut ws = client(&url, config);
+    ready.recv_timeout(DEADLINE).unwrap();
+    let big = vec![3u8; 100_000];
+    for _ in 0..3 {
+        let delivery = topic.broadcast(&PreparedMessage::binary(&big));
+        assert_eq!((delivery.queued, delivery.dropped.len()), (1, 0));
+        assert_eq!(ws.read().unwrap(), Message::Binary(big.clone()));
+        // The writer thread notes that nothing waits right after its write returned.
+        thread::sleep(Duration::from_millis(100));
+    }
+}
