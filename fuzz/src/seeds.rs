@@ -660,6 +660,98 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
             add("server_handshake", &format!("rfc_then_{name}{suffix}"), x);
         }
     }
+    // client_handshake: [cfg][lens][chunk sizes][ops] response head, then frames.
+    // cfg 0x0F: 4 KiB head, 64 headers; 0x10: offer chat, superchat; 0x20: the request is
+    // written in pieces; 0x40: EOF after the data; 0x80: keep feeding after the answer.
+    for (name, resp) in responses() {
+        let mut x = vec![0x1F, 0x00];
+        x.extend_from_slice(&resp);
+        add("client_handshake", name, x);
+    }
+    for (cfg, lens, sched, resp, name) in [
+        // No subprotocol offered: the server may not choose one.
+        (
+            0x0Fu8,
+            0x00u8,
+            &[][..],
+            responses()[1].1.clone(),
+            "101_subprotocol_not_offered",
+        ),
+        // Tight head limits: 64 bytes (too small for the 101), 4 headers.
+        (0x10, 0x00, &[][..], RESPONSE_101.into(), "101_head_64"),
+        (0x1D, 0x00, &[][..], RESPONSE_101.into(), "101_head_200"),
+        // A refusal's body in 3-byte chunks while the request goes out 5 bytes at a time.
+        (
+            0x7F,
+            0x11,
+            &[3, 5][..],
+            responses()[7].1.clone(),
+            "403_body_chunked",
+        ),
+        // More body than declared, fed after the answer is complete.
+        (
+            0x9F,
+            0x01,
+            &[40][..],
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\ndenyEXTRA BYTES".to_vec(),
+            "403_extra_after_body",
+        ),
+        // The declared body never arrives (no EOF): finish() is refused.
+        (
+            0x1F,
+            0x00,
+            &[][..],
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 20\r\n\r\nshort".to_vec(),
+            "403_waiting_for_body",
+        ),
+        (
+            0x5F,
+            0x00,
+            &[][..],
+            responses()[9].1.clone(),
+            "404_long_length_eof",
+        ),
+        (
+            0x5F,
+            0x00,
+            &[][..],
+            b"HTTP/1.1 101 Switching".to_vec(),
+            "eof_in_head",
+        ),
+    ] {
+        let mut x = vec![cfg, lens];
+        x.extend_from_slice(sched);
+        x.extend_from_slice(&resp);
+        add("client_handshake", name, x);
+    }
+    for (name, frames) in server_frames.iter().filter(|(n, _)| {
+        matches!(
+            *n,
+            "text_hello"
+                | "fragmented_text_with_ping"
+                | "ping_pong_close"
+                | "close_empty"
+                | "invalid_utf8"
+                | "we_close_first"
+        )
+    }) {
+        let (_, body) = split_prefix(frames);
+        for (cfg, lens, sched, suffix) in [
+            (0x5Fu8, 0x00u8, &[][..], ""),
+            // Chunks of 50 bytes: the head ends inside a chunk, frames follow it.
+            (0x5F, 0x11, &[50, 0x00][..], "_chunked_50"),
+            // The same, fed to the handshake after the answer is complete too.
+            (0xDF, 0x11, &[50, 0x00][..], "_keep_feeding"),
+            // The request written 7 bytes at a time while the answer arrives in 30s.
+            (0x7F, 0x11, &[30, 0x07][..], "_request_in_pieces"),
+        ] {
+            let mut x = vec![cfg, lens];
+            x.extend_from_slice(sched);
+            x.extend_from_slice(RESPONSE_101.as_bytes());
+            x.extend_from_slice(body);
+            add("client_handshake", &format!("101_then_{name}{suffix}"), x);
+        }
+    }
     out
 }
 
