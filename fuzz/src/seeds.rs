@@ -718,6 +718,17 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
             b"HTTP/1.1 101 Switching".to_vec(),
             "eof_in_head",
         ),
+        // Finding F6: an accepted response reported the raw header value "chat," as its
+        // subprotocol.
+        (
+            0x1F,
+            0x00,
+            &[][..],
+            RESPONSE_101
+                .replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: chat,\r\n\r\n")
+                .into(),
+            "101_subprotocol_trailing_comma_F6",
+        ),
     ] {
         let mut x = vec![cfg, lens];
         x.extend_from_slice(sched);

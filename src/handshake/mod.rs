@@ -190,9 +190,11 @@ impl Response {
         self.headers.get(name)
     }
 
-    /// The subprotocol the server chose, if any.
+    /// The subprotocol the server chose, if any: the first element of
+    /// `Sec-WebSocket-Protocol` read as a list (blanks and empty elements skipped), as the
+    /// client's check of the response reads it.
     pub fn subprotocol(&self) -> Option<&str> {
-        self.headers.get("Sec-WebSocket-Protocol")
+        self.headers.list("Sec-WebSocket-Protocol").next()
     }
 
     /// The extensions the server enabled in `Sec-WebSocket-Extensions`, each with its
