@@ -29,7 +29,10 @@ use crate::state::{Lifecycle, Role, State};
 ///   with [`filled`](Self::filled) (0 for the end of the stream), then call
 ///   [`poll`](Self::poll) until it returns `Ok(None)`. Pings are answered and the peer's
 ///   close is echoed by queueing the reply; both are still returned, as by
-///   [`WebSocket::read`](crate::WebSocket::read).
+///   [`WebSocket::read`](crate::WebSocket::read). While the output is over
+///   [`Config::max_write_buffer_size`], only the latest ping is answered, once
+///   [`consume`](Self::consume) brings the output back under it (RFC 6455 §5.5.3): a peer
+///   that pings without reading cannot make the output grow.
 /// - **Output**: [`send`](Self::send) and its shortcuts queue frames;
 ///   [`output`](Self::output) is what to write next, [`consume`](Self::consume) says how
 ///   much was written. Nothing is ever written by the connection itself. More than
@@ -74,6 +77,9 @@ pub struct Connection {
     pub(crate) keepalive: Option<Timer>,
     /// The peer ended its stream (`filled(0)`).
     eof: bool,
+    /// The latest ping that arrived while the output was over `max_write_buffer_size`: its
+    /// pong is queued once the output drains below it (earlier ones are not answered).
+    owed_pong: Option<Vec<u8>>,
 }
 
 impl Connection {
@@ -98,6 +104,7 @@ impl Connection {
             out: Outgoing::new(Sender::new(rng, config.fragment_size), &config),
             keepalive: None,
             eof: false,
+            owed_pong: None,
             role,
             config,
         }
@@ -182,7 +189,11 @@ impl Connection {
         match self.receiver.poll() {
             Ok(Some(Incoming::Data(message))) => Ok(Some(message)),
             Ok(Some(Incoming::Ping(payload))) => {
-                self.out.on_ping(&payload);
+                if self.out.over_limit() {
+                    self.owed_pong = Some(payload.clone());
+                } else {
+                    self.out.on_ping(&payload);
+                }
                 Ok(Some(Message::Ping(payload)))
             }
             Ok(Some(Incoming::Pong(payload))) => Ok(Some(Message::Pong(payload))),
@@ -320,6 +331,20 @@ impl Connection {
     /// `n` bytes of [`output`](Self::output) were written.
     pub fn consume(&mut self, n: usize) {
         self.out.sender.consume(n);
+        if self.owed_pong.is_some() {
+            self.answer_owed_pong();
+        }
+    }
+
+    /// Queues the pong owed to the latest ping once the output is under the limit (not
+    /// after our close frame: `on_ping` drops it then).
+    #[cold]
+    fn answer_owed_pong(&mut self) {
+        if !self.out.over_limit() {
+            if let Some(payload) = self.owed_pong.take() {
+                self.out.on_ping(&payload);
+            }
+        }
     }
 
     /// Whether there are bytes to write.

@@ -433,3 +433,58 @@ fn a_client_handshake_driven_a_byte_at_a_time_reaches_a_blocking_server() {
     assert!(matches!(got[2], Message::Close(_)));
     server.join_one().unwrap();
 }
+
+#[test]
+fn a_ping_flood_without_output_drained_is_answered_by_one_pong() {
+    // RFC 6455 §5.5.3: an endpoint that has not sent the pongs of earlier pings may answer
+    // only the most recent one. A peer that pings without reading must not make the
+    // connection queue a pong per ping.
+    let max = 1000;
+    let config = Config::default().max_write_buffer_size(max);
+    let mut server = Connection::new(Role::Server, config);
+    let mut pings = 0u32;
+    for _ in 0..2000 {
+        let mut bytes = Vec::new();
+        for _ in 0..50 {
+            pings += 1;
+            bytes.extend_from_slice(&client_frame(true, 0x9, &pings.to_be_bytes()));
+        }
+        server.read_buf()[..bytes.len()].copy_from_slice(&bytes);
+        server.filled(bytes.len(), Instant::now());
+        while let Some(m) = server.poll().unwrap() {
+            assert!(matches!(m, Message::Ping(_)));
+        }
+        // At most one pong (6 bytes here) past the limit.
+        assert!(
+            server.output().len() <= max + 6,
+            "{} bytes queued after {pings} pings",
+            server.output().len()
+        );
+    }
+    // Draining the output answers the latest ping, once.
+    let mut written = Vec::new();
+    while server.wants_write() {
+        let out = server.output().to_vec();
+        written.extend_from_slice(&out);
+        server.consume(out.len());
+    }
+    let (frames, rest) = common::parse_frames(&written);
+    assert_eq!(rest, 0);
+    assert!(frames.iter().all(|f| f.opcode == 0xA && f.fin));
+    let last = frames.last().unwrap();
+    assert_eq!(last.payload, pings.to_be_bytes());
+    // The pongs before the limit answered the first pings, in order.
+    let answered = frames.len() - 1;
+    for (i, f) in frames[..answered].iter().enumerate() {
+        assert_eq!(f.payload, (i as u32 + 1).to_be_bytes());
+    }
+    assert!(answered <= max / 6 + 1);
+    // Once drained, every ping is answered again.
+    server.read_buf()[..6 + 4].copy_from_slice(&client_frame(true, 0x9, b"next"));
+    server.filled(10, Instant::now());
+    assert_eq!(
+        server.poll().unwrap(),
+        Some(Message::Ping(b"next".to_vec()))
+    );
+    assert_eq!(server.output(), &[0x8A, 4, b'n', b'e', b'x', b't']);
+}

@@ -12,9 +12,10 @@
 //! - every send, close and `on_timeout` returns what the model says (queued,
 //!   `WriteBufferFull`, `AlreadyClosed`, `ConnectionClosed` once, `InvalidInput`,
 //!   `KeepAliveTimeout`);
-//! - the output never exceeds `max_write_buffer_size` by more than what one chunk of input
-//!   and one send can add (the driver stops reading while it is over the limit, as the
-//!   blocking driver does);
+//! - the output never exceeds `max_write_buffer_size` by more than one frame queued under
+//!   the limit and one close frame, however much input arrives (the driver also stops
+//!   reading while it is over the limit, as the blocking driver does); a ping that arrives
+//!   while it is over is answered once `consume` brings it under, unless a later ping is;
 //! - `read_buf()` is never empty and never larger than the limits allow;
 //! - after the end, `poll` keeps failing, and input fed then (a client waits for the
 //!   server's EOF, RFC 6455 §7.1.1) does not make the connection's heap grow (measured with
@@ -286,6 +287,9 @@ struct Run<'a> {
     failure_code: Option<u16>,
     /// Whether the output was over `max_write_buffer_size` before the current call.
     over_limit_before: bool,
+    /// The latest ping that arrived while the output was over the limit: its pong is due
+    /// once `consume` brings the output under it (RFC 6455 §5.5.3: only the latest).
+    owed_pong: Option<Vec<u8>>,
     ctx: String,
 }
 
@@ -343,6 +347,12 @@ impl Run<'_> {
         let n = n.min(out.len());
         self.written.extend_from_slice(&out[..n]);
         self.conn.consume(n);
+        if self.owed_pong.is_some() && !self.over_limit() {
+            let payload = self.owed_pong.take().unwrap();
+            if self.life == Life::Open {
+                self.expected.push(Expect::Exact(Message::Pong(payload)));
+            }
+        }
     }
 
     fn heard(&mut self) {
@@ -516,6 +526,7 @@ impl Run<'_> {
     fn poll_all(&mut self) {
         while self.ending.is_none() {
             let before = self.life.clone();
+            self.over_limit_before = self.over_limit();
             match self.conn.poll() {
                 Ok(None) => return,
                 Ok(Some(m)) => self.on_message(m),
@@ -549,7 +560,12 @@ impl Run<'_> {
         match m {
             Message::Ping(p) => {
                 if self.life == Life::Open {
-                    self.expected.push(Expect::Exact(Message::Pong(p.clone())));
+                    // The output as it was before `poll`, which queued the pong or not.
+                    if self.over_limit_before {
+                        self.owed_pong = Some(p.clone());
+                    } else {
+                        self.expected.push(Expect::Exact(Message::Pong(p.clone())));
+                    }
                 }
                 // A ping starting with '!' makes us start the closing handshake.
                 if p.first() == Some(&b'!') {
@@ -602,14 +618,16 @@ impl Run<'_> {
         }
     }
 
-    /// The allowance over `max_write_buffer_size` after a chunk of `n` bytes: every 2-byte
-    /// empty ping a client receives queues a 6-byte masked pong; one send may pass the
-    /// limit by a whole (fragmented) message; a close frame is at most 139 bytes.
-    fn allowance(&self, n: usize) -> usize {
+    /// How far the output may pass `max_write_buffer_size`: nothing but close frames is
+    /// queued while it is over the limit (a ping's pong waits, sends fail, no keep-alive
+    /// ping), so by one frame queued while under it (a whole, possibly fragmented, message,
+    /// or a pong of at most 131 bytes) and one close frame (at most 139 bytes), however
+    /// much input arrived.
+    fn allowance(&self) -> usize {
         let message = self.config.max_message_size.unwrap_or(1 << 20).min(1 << 20);
         let frag = self.config.fragment_size.unwrap_or(usize::MAX).max(1);
         let framed = message + 14 * (message / frag + 1);
-        3 * n + framed + 139 + 14
+        framed.max(131) + 139
     }
 }
 
@@ -647,6 +665,7 @@ pub fn run(
         config,
         failure_code: None,
         over_limit_before: false,
+        owed_pong: None,
     };
     let read_buf_max = (128usize << 10).max(max_frame.min(1 << 30) as usize);
     run.check_invariants(0);
@@ -672,7 +691,7 @@ pub fn run(
                 oi += 1;
                 run.op(b);
                 run.poll_all();
-                run.check_invariants(run.allowance(0));
+                run.check_invariants(run.allowance());
             }
             if run.ending.is_some() {
                 break;
@@ -681,7 +700,7 @@ pub fn run(
                 eof_sent = true;
                 run.conn.filled(0, run.now);
                 run.poll_all();
-                run.check_invariants(run.allowance(0));
+                run.check_invariants(run.allowance());
             }
             break;
         }
@@ -701,12 +720,12 @@ pub fn run(
         run.conn.filled(n, run.now);
         run.heard();
         run.poll_all();
-        run.check_invariants(run.allowance(n));
+        run.check_invariants(run.allowance());
         if !drive.ops.is_empty() && run.ending.is_none() {
             let b = drive.ops[oi % drive.ops.len()];
             oi += 1;
             run.op(b);
-            run.check_invariants(run.allowance(n));
+            run.check_invariants(run.allowance());
         }
     }
     let ending = run.ending.clone().unwrap_or(Ending::Pending);
@@ -766,7 +785,7 @@ pub fn run(
     if ending != Ending::Pending {
         for &b in drive.ops {
             run.op(b);
-            run.check_invariants(run.allowance(0));
+            run.check_invariants(run.allowance());
         }
         for _ in 0..2 {
             let before = run.life.clone();

@@ -617,6 +617,14 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
             x.extend_from_slice(&frame(true, 9, b"ping", key));
         }
         add("connection", &format!("{prefix_name}_write_buffer_full"), x);
+        // A ping flood in 160-byte chunks with a 64-byte output limit: the pongs stop at
+        // the limit, and the latest ping of a chunk is answered once the output is consumed.
+        let mut x = vec![0xA0 | role_bit, 0x11, 160, 0x00];
+        for i in 0..40u8 {
+            x.extend_from_slice(&frame(true, 9, &[b'p', i], key));
+        }
+        x.extend_from_slice(&frame(true, 8, &close_body(1000, b""), key));
+        add("connection", &format!("{prefix_name}_ping_flood"), x);
     }
     // server_handshake: [cfg][lens][chunk sizes][ops] request head, then frames.
     // cfg 0x0F: 4 KiB head, 64 headers; 0x01: 200 bytes, 4 headers; 0x80: EOF after data;
