@@ -373,6 +373,7 @@ impl<'a, W: Write> WriteSide<'a, W> {
     /// Writes out what is corked before the reader waits for input, so the peer is never
     /// waiting for bytes we hold while we wait for it. A stream that cannot take them right
     /// now is fine unless the queue is over its limit.
+    #[inline]
     pub fn flush_before_read(&mut self) -> Result<()> {
         match self.flush_queued() {
             Err(e) if e.is_would_block() && !self.out.over_limit() => Ok(()),
@@ -542,6 +543,7 @@ impl<'a, W: Write> WriteSide<'a, W> {
     }
 
     /// Writes out the queue; a fatal I/O error ends the connection.
+    #[inline]
     pub fn flush_queued(&mut self) -> Result<()> {
         match flush(&mut self.out.sender, self.stream) {
             Ok(()) => Ok(()),
@@ -689,6 +691,7 @@ fn write_masked<W: Write>(
 
 /// Writes every queued byte to `stream`, then flushes it. On error the unwritten bytes
 /// stay queued.
+#[inline]
 pub(crate) fn flush<W: Write>(sender: &mut Sender, stream: &mut W) -> io::Result<()> {
     write_out(sender, stream)?;
     // A stream is flushed once after each write (a TLS stream makes a record of it), not
@@ -710,10 +713,20 @@ pub(crate) fn flush<W: Write>(sender: &mut Sender, stream: &mut W) -> io::Result
 
 /// Writes every queued byte to `stream` (without flushing it); queued segments go out
 /// with the buffer bytes around them in vectored writes.
+#[inline]
 fn write_out<W: Write>(sender: &mut Sender, stream: &mut W) -> io::Result<()> {
-    while sender.pending() > 0 {
+    loop {
+        // With no segment queued, `output()` is everything pending; with one, something is
+        // (a queued segment is never empty). This saves recomputing `pending()` per pass.
         let result = match sender.is_contiguous() {
-            true => stream.write(sender.output()),
+            true => {
+                let output = sender.output();
+                debug_assert_eq!(output.is_empty(), sender.pending() == 0);
+                if output.is_empty() {
+                    return Ok(());
+                }
+                stream.write(output)
+            }
             false => write_pieces(sender, stream),
         };
         match result {
@@ -723,7 +736,6 @@ fn write_out<W: Write>(sender: &mut Sender, stream: &mut W) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    Ok(())
 }
 
 /// One vectored write of the first queued pieces.
