@@ -261,7 +261,7 @@ impl HeadReader {
 
     /// `n` bytes arrived in the last [`room`](Self::room).
     pub fn filled(&mut self, n: usize) {
-        self.len = (self.len + n).min(self.buf.len());
+        self.len = self.len.saturating_add(n).min(self.buf.len());
         self.buf.truncate(self.len);
     }
 

@@ -300,7 +300,7 @@ impl Sender {
     pub fn consume(&mut self, n: usize) {
         self.unflushed |= n > 0;
         if self.marks.is_empty() {
-            self.written = (self.written + n).min(self.end);
+            self.written = self.written.saturating_add(n).min(self.end);
             if self.written == self.end {
                 self.reset();
             }

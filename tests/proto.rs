@@ -488,3 +488,17 @@ fn a_ping_flood_without_output_drained_is_answered_by_one_pong() {
     );
     assert_eq!(server.output(), &[0x8A, 4, b'n', b'e', b'x', b't']);
 }
+
+// Found by the client_handshake fuzz target (the same arithmetic as `ClientHandshake`'s):
+// a count larger than the output, after part of it was written, overflowed.
+#[test]
+fn consume_takes_a_count_larger_than_the_output() {
+    let mut server = Connection::new(Role::Server, Config::default());
+    server.send_text("hello").unwrap();
+    server.consume(1);
+    assert_eq!(server.output().len(), 6);
+    server.consume(usize::MAX);
+    assert!(server.output().is_empty() && !server.wants_write());
+    server.send_text("again").unwrap();
+    assert_eq!(server.output(), b"\x81\x05again");
+}

@@ -50,3 +50,29 @@ fn the_accepted_subprotocol_is_the_one_element_the_check_accepted() {
     assert_eq!(accepted_subprotocol("Sec-WebSocket-Protocol: \r\n"), None);
     assert_eq!(accepted_subprotocol(""), None);
 }
+
+// Found by the client_handshake fuzz target: `consume` clamps a count larger than the
+// output, but added it to what was written first, which overflowed (a panic with overflow
+// checks; without them the count wrapped and part of the request was handed out again).
+#[test]
+fn consume_takes_a_count_larger_than_the_output() {
+    let mut hs = ClientBuilder::new("ws://example.com/chat")
+        .handshake_machine()
+        .unwrap();
+    let len = hs.output().len();
+    hs.consume(5);
+    assert_eq!(hs.output().len(), len - 5);
+    hs.consume(usize::MAX);
+    assert!(hs.output().is_empty());
+    hs.consume(usize::MAX);
+    assert!(hs.output().is_empty());
+
+    // The same for the bytes of the server's answer: a count larger than `read_buf` is
+    // clamped to it.
+    let mut server = stdws::proto::ServerHandshake::new(stdws::Config::default());
+    server.read_buf()[..3].copy_from_slice(b"GET");
+    assert!(server.filled(3).unwrap().is_none());
+    let room = server.read_buf().len();
+    assert!(room > 0);
+    let _ = server.filled(usize::MAX);
+}

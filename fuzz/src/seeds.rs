@@ -737,6 +737,15 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
                 .into(),
             "101_subprotocol_trailing_comma_F6",
         ),
+        // Finding F7: the request consumed 5 bytes, then "all" (usize::MAX): the sum
+        // overflowed.
+        (
+            0x7F,
+            0x21,
+            &[30, 5, 0][..],
+            RESPONSE_101.into(),
+            "101_request_consumed_5_then_all_F7",
+        ),
     ] {
         let mut x = vec![cfg, lens];
         x.extend_from_slice(sched);

@@ -404,7 +404,7 @@ impl ClientHandshake {
 
     /// `n` bytes of [`output`](Self::output) were written.
     pub fn consume(&mut self, n: usize) {
-        self.written = (self.written + n).min(self.request.len());
+        self.written = self.written.saturating_add(n).min(self.request.len());
     }
 
     /// Where the next bytes from the server go (never more than the head may still take,
