@@ -347,6 +347,14 @@ impl Connection {
         }
     }
 
+    /// How many bytes are queued to write in all, across every piece of
+    /// [`output`](Self::output) (which may be only the first of them): what a driver
+    /// compares with a limit of its own to apply backpressure, like the browser API's
+    /// `bufferedAmount`.
+    pub fn buffered_amount(&self) -> usize {
+        self.out.sender.pending()
+    }
+
     /// Whether there are bytes to write.
     pub fn wants_write(&self) -> bool {
         self.out.sender.pending() > 0

@@ -502,3 +502,25 @@ fn consume_takes_a_count_larger_than_the_output() {
     server.send_text("again").unwrap();
     assert_eq!(server.output(), b"\x81\x05again");
 }
+
+#[test]
+fn buffered_amount_counts_every_piece_of_the_output() {
+    let mut server = Connection::new(Role::Server, Config::default());
+    assert_eq!(server.buffered_amount(), 0);
+    server.send_text("hi").unwrap();
+    // A large binary payload is queued as it is: the output comes in pieces, and the
+    // first piece alone says nothing of what waits behind it.
+    server.send(Message::Binary(vec![7; 100_000])).unwrap();
+    server.send_text("end").unwrap();
+    let total = (2 + 2) + (10 + 100_000) + (2 + 3);
+    assert_eq!(server.buffered_amount(), total);
+    assert!(server.output().len() < 100);
+    let mut written = 0;
+    while server.wants_write() {
+        let n = server.output().len().min(30_000);
+        written += n;
+        server.consume(n);
+        assert_eq!(server.buffered_amount(), total - written);
+    }
+    assert_eq!(written, total);
+}
