@@ -494,7 +494,9 @@ impl Client {
                 return self.io_failed(&e);
             }
             // Backpressure: a client that does not read its echoes is not read either.
-            paused = conn.output().len() >= PAUSE_READING;
+            // `buffered_amount`, not `output().len()`: a large echo is queued as it is, and
+            // `output()` is then only the piece before it.
+            paused = conn.buffered_amount() >= PAUSE_READING;
             if paused {
                 break;
             }
@@ -537,7 +539,7 @@ impl Client {
         }
         // Output drained below the mark while paused: read again (edge-triggered: no
         // readable event comes for bytes that were already waiting).
-        let again = paused && conn.output().len() < PAUSE_READING;
+        let again = paused && conn.buffered_amount() < PAUSE_READING;
         (Phase::Open { conn, paused }, again)
     }
 
