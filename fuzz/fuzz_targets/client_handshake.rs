@@ -6,8 +6,9 @@
 //! which must read the same.
 //!
 //! The accept key depends on the random `Sec-WebSocket-Key` each machine writes, so the
-//! marker `@ACCEPT@` in the input is replaced with the right value for that key (the
-//! `client_stream` convention): inputs built from the seeds get past the handshake.
+//! marker `@ACCEPT@` in the input's head is replaced with the right value for that key (the
+//! `client_stream` convention): inputs built from the seeds get past the handshake. Markers
+//! after the head are left alone, so every machine's connection reads the same frames.
 //!
 //! Checked, besides "no panic, no hang":
 //! - the request is one complete head that our own `Request::parse` reads and
@@ -174,16 +175,19 @@ fn machine(config: &Config, offer: bool) -> (ClientHandshake, String) {
     (hs, accept)
 }
 
-/// `data` with every marker replaced by `accept`.
+/// `data` with every marker in its head replaced by `accept` (not in the frames after it:
+/// the machines' keys differ, and the runs of the connection must read the same bytes).
 fn substitute(data: &[u8], accept: &str) -> Vec<u8> {
+    let end = head_end(data).unwrap_or(data.len());
     let mut out = Vec::with_capacity(data.len());
-    let mut rest = data;
+    let mut rest = &data[..end];
     while let Some(i) = find(rest, ACCEPT_MARKER) {
         out.extend_from_slice(&rest[..i]);
         out.extend_from_slice(accept.as_bytes());
         rest = &rest[i + ACCEPT_MARKER.len()..];
     }
     out.extend_from_slice(rest);
+    out.extend_from_slice(&data[end..]);
     out
 }
 

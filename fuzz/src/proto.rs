@@ -306,7 +306,14 @@ impl Run<'_> {
 
     /// The checks that hold after every call.
     fn check_invariants(&mut self, allowance: usize) {
-        let out = self.conn.output().len();
+        // Everything queued: `output()` may be only its first piece.
+        let out = self.conn.buffered_amount();
+        let piece = self.conn.output().len();
+        if piece > out || (piece == 0) != (out == 0) {
+            self.fail(format!(
+                "output() of {piece} bytes with buffered_amount() {out}"
+            ));
+        }
         if self.conn.state() != self.life.state() {
             self.fail(format!(
                 "state() is {:?}, the model says {:?}",
@@ -342,15 +349,34 @@ impl Run<'_> {
         }
     }
 
-    fn consume(&mut self, n: usize) {
-        let out = self.conn.output();
-        let n = n.min(out.len());
-        self.written.extend_from_slice(&out[..n]);
-        self.conn.consume(n);
-        if self.owed_pong.is_some() && !self.over_limit() {
-            let payload = self.owed_pong.take().unwrap();
-            if self.life == Life::Open {
-                self.expected.push(Expect::Exact(Message::Pong(payload)));
+    /// Consumes `n` bytes of output, piece by piece (`usize::MAX`: all of it).
+    fn consume(&mut self, mut n: usize) {
+        loop {
+            let before = self.conn.buffered_amount();
+            let out = self.conn.output();
+            let k = n.min(out.len());
+            self.written.extend_from_slice(&out[..k]);
+            self.conn.consume(k);
+            n -= k;
+            // A pong owed to the latest ping is queued by the `consume` that brings the
+            // output under the limit (judged on what is left, before that pong).
+            let left = before - k;
+            let mut pong = 0;
+            if self.owed_pong.is_some() && left <= self.max_write {
+                let payload = self.owed_pong.take().unwrap();
+                if self.life == Life::Open {
+                    pong = payload.len() + if self.server { 2 } else { 6 };
+                    self.expected.push(Expect::Exact(Message::Pong(payload)));
+                }
+            }
+            let after = self.conn.buffered_amount();
+            if after != left + pong {
+                self.fail(format!(
+                    "consume({k}) of {before} bytes left {after} (a pong of {pong} expected)"
+                ));
+            }
+            if n == 0 || k == 0 {
+                return;
             }
         }
     }
@@ -372,7 +398,7 @@ impl Run<'_> {
     }
 
     fn over_limit(&self) -> bool {
-        self.conn.output().len() > self.max_write
+        self.conn.buffered_amount() > self.max_write
     }
 
     /// What a send of a data message or a ping/pong must return now (the payload was
