@@ -815,14 +815,18 @@ fn inflate_message(
     let inflate = inflate.expect("compressed only if negotiated");
     let max = usize::try_from(max_message).unwrap_or(usize::MAX);
     let before = data.len();
-    match input {
+    let inflated = match input {
         Some(input) => inflate.dec.inflate(input, data, max),
         None => inflate.dec.finish(data, max),
-    }
-    .map_err(|e| inflate_error(e, max))?;
+    };
+    // Text inflated within the limit is validated before a failure is reported, so that
+    // the first violation in the message decides the close code whatever the pieces the
+    // payload arrived in (one byte at a time, invalid text is seen before the limit).
     if let Some(utf8) = utf8 {
-        utf8.push(&data[before..]).map_err(|_| Error::Utf8)?;
+        let end = data.len().min(max).max(before);
+        utf8.push(&data[before..end]).map_err(|_| Error::Utf8)?;
     }
+    inflated.map_err(|e| inflate_error(e, max))?;
     Ok(())
 }
 
