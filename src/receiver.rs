@@ -108,6 +108,16 @@ enum Partial {
 }
 
 impl Partial {
+    /// Whether this is a compressed message (its length counts inflated bytes).
+    fn compressed(&self) -> bool {
+        match self {
+            Partial::Stream(s) => s.compressed,
+            #[cfg(feature = "deflate")]
+            Partial::Inflating { .. } => true,
+            _ => false,
+        }
+    }
+
     fn len(&self) -> u64 {
         match self {
             Partial::Text(t) => t.len() as u64,
@@ -350,7 +360,7 @@ impl Receiver {
             && header.rsv == 0
             && header.payload_len <= (self.end - body) as u64
         {
-            self.check_size(&header, 0)?;
+            self.check_size(&header, Some(0))?;
             let end = body + header.payload_len as usize;
             let payload = &mut self.buf[body..end];
             if let Some(key) = header.mask {
@@ -668,8 +678,13 @@ impl Receiver {
             }
             _ => {}
         }
+        // A compressed message's size limit applies to what it inflates to, which the
+        // inflater enforces: its compressed frames only count against the frame limit (a
+        // message within the limit is not refused because its compressed form, or its
+        // inflated part plus the next compressed frame, is larger).
+        let compressed = header.rsv != 0 || self.message.as_ref().is_some_and(Partial::compressed);
         let so_far = self.message.as_ref().map_or(0, Partial::len);
-        self.check_size(header, so_far)?;
+        self.check_size(header, (!compressed).then_some(so_far))?;
         let mut started = None;
         match header.opcode {
             OpCode::Text | OpCode::Binary if self.stream_next => {
@@ -715,8 +730,9 @@ impl Receiver {
     }
 
     /// Checks a data frame's declared length against the frame and message limits, before
-    /// any of its payload is read.
-    fn check_size(&self, header: &FrameHeader, message_so_far: u64) -> Result<(), Error> {
+    /// any of its payload is read (`message_so_far` `None`: a compressed message, checked
+    /// against the frame limit only).
+    fn check_size(&self, header: &FrameHeader, message_so_far: Option<u64>) -> Result<(), Error> {
         if header.payload_len > self.max_frame {
             return Err(CapacityError::FrameTooLarge {
                 size: header.payload_len,
@@ -724,6 +740,9 @@ impl Receiver {
             }
             .into());
         }
+        let Some(message_so_far) = message_so_far else {
+            return Ok(());
+        };
         let total = message_so_far.saturating_add(header.payload_len);
         if total > self.max_message {
             return Err(CapacityError::MessageTooLarge {

@@ -122,3 +122,48 @@ fn text_over_the_limit_with_valid_bytes_within_it_is_1009() {
         assert_eq!(close_code(&output), 1009);
     }
 }
+
+/// Feeds `bytes` in pieces of at most `piece` bytes and returns the messages read.
+fn read_all(mut conn: Connection, bytes: &[u8], piece: usize) -> Vec<stdws::Message> {
+    let now = Instant::now();
+    let mut messages = Vec::new();
+    for chunk in bytes.chunks(piece) {
+        let room = conn.read_buf();
+        room[..chunk.len()].copy_from_slice(chunk);
+        conn.filled(chunk.len(), now);
+        while let Some(message) = conn.poll().unwrap_or_else(|e| panic!("{e:?}")) {
+            messages.push(message);
+        }
+    }
+    messages
+}
+
+#[test]
+fn a_compressed_message_within_the_limit_is_read_whatever_its_compressed_size() {
+    // 698 bytes under a 700-byte limit, sent as stored blocks (5 bytes of overhead each):
+    // one frame of 703 compressed bytes, then two frames whose inflated part plus the next
+    // compressed frame is over 700 (600 inflated + 103). The limit is the message's, so
+    // both are read (both were refused with 1009, counting compressed bytes as message).
+    let text = "a".repeat(698);
+    let config = Config::default()
+        .max_message_size(Some(700))
+        .read_buffer_size(4096);
+    let one = compressed_text_frame(&stored_block(text.as_bytes()));
+    let two = [
+        frame(0x40 | 0x1, &stored_block(&text.as_bytes()[..600])),
+        frame(0x80, &stored_block(&text.as_bytes()[600..])),
+    ]
+    .concat();
+    for bytes in [one, two] {
+        for piece in [bytes.len(), 1] {
+            let messages = read_all(server(config.clone()), &bytes, piece);
+            assert_eq!(messages, [stdws::Message::Text(text.clone())]);
+        }
+    }
+    // One byte more is too large, whatever its compressed size.
+    let over = "a".repeat(701);
+    let bytes = compressed_text_frame(&miniz_oxide::deflate::compress_to_vec(over.as_bytes(), 6));
+    let (error, output) = fail(server(config), &bytes, bytes.len());
+    assert!(matches!(error, Error::Capacity(_)), "{error:?}");
+    assert_eq!(close_code(&output), 1009);
+}
