@@ -855,6 +855,15 @@ pub fn deflate_inputs() -> Vec<(&'static str, Vec<u8>)> {
                 vec![vec![op(op::BOMB, 1)], msg(2, 0x01, json)],
             ),
         ),
+        // The peer's close without a body: the reply has none either.
+        (
+            "empty_close",
+            input(
+                [0x00, 0, 0, 0],
+                &[],
+                vec![msg(1, 0x01, json), frame(0x88, &[])],
+            ),
+        ),
         // Finding D1 (a text message over the limit with invalid UTF-8 before it): 1009 in
         // one piece, 1007 one byte at a time. Fixed: 1007 either way.
         (
