@@ -108,6 +108,16 @@ enum Partial {
 }
 
 impl Partial {
+    /// Whether this is a compressed message (its length counts inflated bytes).
+    fn compressed(&self) -> bool {
+        match self {
+            Partial::Stream(s) => s.compressed,
+            #[cfg(feature = "deflate")]
+            Partial::Inflating { .. } => true,
+            _ => false,
+        }
+    }
+
     fn len(&self) -> u64 {
         match self {
             Partial::Text(t) => t.len() as u64,
@@ -350,7 +360,7 @@ impl Receiver {
             && header.rsv == 0
             && header.payload_len <= (self.end - body) as u64
         {
-            self.check_size(&header, 0)?;
+            self.check_size(&header, Some(0))?;
             let end = body + header.payload_len as usize;
             let payload = &mut self.buf[body..end];
             if let Some(key) = header.mask {
@@ -668,8 +678,13 @@ impl Receiver {
             }
             _ => {}
         }
+        // A compressed message's size limit applies to what it inflates to, which the
+        // inflater enforces: its compressed frames only count against the frame limit (a
+        // message within the limit is not refused because its compressed form, or its
+        // inflated part plus the next compressed frame, is larger).
+        let compressed = header.rsv != 0 || self.message.as_ref().is_some_and(Partial::compressed);
         let so_far = self.message.as_ref().map_or(0, Partial::len);
-        self.check_size(header, so_far)?;
+        self.check_size(header, (!compressed).then_some(so_far))?;
         let mut started = None;
         match header.opcode {
             OpCode::Text | OpCode::Binary if self.stream_next => {
@@ -715,8 +730,9 @@ impl Receiver {
     }
 
     /// Checks a data frame's declared length against the frame and message limits, before
-    /// any of its payload is read.
-    fn check_size(&self, header: &FrameHeader, message_so_far: u64) -> Result<(), Error> {
+    /// any of its payload is read (`message_so_far` `None`: a compressed message, checked
+    /// against the frame limit only).
+    fn check_size(&self, header: &FrameHeader, message_so_far: Option<u64>) -> Result<(), Error> {
         if header.payload_len > self.max_frame {
             return Err(CapacityError::FrameTooLarge {
                 size: header.payload_len,
@@ -724,6 +740,9 @@ impl Receiver {
             }
             .into());
         }
+        let Some(message_so_far) = message_so_far else {
+            return Ok(());
+        };
         let total = message_so_far.saturating_add(header.payload_len);
         if total > self.max_message {
             return Err(CapacityError::MessageTooLarge {
@@ -815,14 +834,18 @@ fn inflate_message(
     let inflate = inflate.expect("compressed only if negotiated");
     let max = usize::try_from(max_message).unwrap_or(usize::MAX);
     let before = data.len();
-    match input {
+    let inflated = match input {
         Some(input) => inflate.dec.inflate(input, data, max),
         None => inflate.dec.finish(data, max),
-    }
-    .map_err(|e| inflate_error(e, max))?;
+    };
+    // Text inflated within the limit is validated before a failure is reported, so that
+    // the first violation in the message decides the close code whatever the pieces the
+    // payload arrived in (one byte at a time, invalid text is seen before the limit).
     if let Some(utf8) = utf8 {
-        utf8.push(&data[before..]).map_err(|_| Error::Utf8)?;
+        let end = data.len().min(max).max(before);
+        utf8.push(&data[before..end]).map_err(|_| Error::Utf8)?;
     }
+    inflated.map_err(|e| inflate_error(e, max))?;
     Ok(())
 }
 

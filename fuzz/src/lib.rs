@@ -18,6 +18,7 @@ use std::rc::Rc;
 
 use stdws::{Config, Error, Message, ReadHalf, Role, WebSocket, WriteHalf};
 
+pub mod deflate;
 pub mod proto;
 pub mod seeds;
 

@@ -780,7 +780,233 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
             add("client_handshake", &format!("101_then_{name}{suffix}"), x);
         }
     }
+    for (name, bytes) in deflate_inputs() {
+        add("deflate", name, bytes);
+    }
     out
+}
+
+/// `deflate` inputs: `[cfg] [client bits] [server bits] [misc] [chunks] [program]` (see
+/// `src/deflate.rs`).
+pub fn deflate_inputs() -> Vec<(&'static str, Vec<u8>)> {
+    use crate::deflate::op::{self, op};
+    let input = |header: [u8; 4], chunks: &[u8], program: Vec<Vec<u8>>| {
+        let mut v = header.to_vec();
+        v[3] = (v[3] & 0xf0) | chunks.len() as u8;
+        v.extend_from_slice(chunks);
+        v.extend(program.concat());
+        v
+    };
+    // A data message: repeat `unit` 2^log times, with `flags` (see `op::MSG`).
+    let msg = |log: u8, flags: u8, unit: &[u8]| {
+        let mut v = vec![op(op::MSG, log), flags, unit.len() as u8];
+        v.extend_from_slice(unit);
+        v
+    };
+    let frame = |header: u8, payload: &[u8]| {
+        let mut v = vec![op(op::FRAME, payload.len() as u8), header];
+        v.extend_from_slice(payload);
+        v
+    };
+    let close = vec![op(op::CLOSE, 3)];
+    let json = br#"{"type":"trade","symbol":"BTC-USD","price":"43000.25"}"#;
+    // RFC 7692 §7.2.3.1 and §7.2.3.2: "Hello", then "Hello" referring back to it.
+    let rfc_hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let rfc_again = [0xf2, 0x00, 0x11, 0x00, 0x00];
+    vec![
+        (
+            "server_text_then_close",
+            input(
+                [0x00, 0, 0, 0],
+                &[],
+                vec![msg(3, 0x01, b"Hello, world"), close.clone()],
+            ),
+        ),
+        (
+            "client_binary_then_close",
+            input(
+                [0x01, 0, 0, 0],
+                &[],
+                vec![msg(2, 0x00, json), close.clone()],
+            ),
+        ),
+        (
+            "rfc_7692_hello_context_takeover",
+            input(
+                [0x00, 0, 0, 0],
+                &[],
+                vec![
+                    frame(0xC1, &rfc_hello),
+                    frame(0xC1, &rfc_again),
+                    close.clone(),
+                ],
+            ),
+        ),
+        (
+            "context_takeover_repeats",
+            input(
+                [0x01, 0, 0, 0],
+                &[],
+                vec![msg(0, 0x01, json), msg(0, 0x01, json), msg(0, 0x00, json)],
+            ),
+        ),
+        (
+            "fragmented_4_with_pings",
+            input(
+                [0x00, 0, 0, 0],
+                &[],
+                vec![msg(4, 0x87, b"fragmented text "), close.clone()],
+            ),
+        ),
+        (
+            "no_context_takeover_window_8",
+            input(
+                [0x1E, 0x88, 0x88, 0],
+                &[],
+                vec![msg(2, 0x01, json), msg(2, 0x03, json), close.clone()],
+            ),
+        ),
+        (
+            "client_no_context_takeover_window_9_15_eof",
+            input(
+                [0x97, 0x8F, 0x19, 0],
+                &[],
+                vec![msg(3, 0x00, json), msg(3, 0x00, json)],
+            ),
+        ),
+        (
+            "final_block_then_more",
+            input(
+                [0x00, 0, 0, 0],
+                &[],
+                vec![msg(1, 0x09, json), msg(1, 0x01, json), close.clone()],
+            ),
+        ),
+        (
+            "stored_blocks_level_0",
+            input(
+                [0x00, 0, 0, 0x80],
+                &[],
+                vec![msg(5, 0x05, json), close.clone()],
+            ),
+        ),
+        (
+            "chunked_1_7_0",
+            input(
+                [0x00, 0, 0, 0],
+                &[1, 7, 0],
+                vec![msg(6, 0x03, json), msg(6, 0x01, json), close.clone()],
+            ),
+        ),
+        (
+            "bomb_1mib_loose",
+            input([0x00, 0, 0, 0], &[], vec![vec![op(op::BOMB, 31)]]),
+        ),
+        (
+            "bomb_32kib_tight",
+            input([0x21, 0, 0, 0], &[], vec![vec![op(op::BOMB, 0)]]),
+        ),
+        (
+            "bomb_fragmented_tight",
+            input([0x20, 0, 0, 0], &[], vec![msg(15, 0x06, b"a")]),
+        ),
+        (
+            "rsv1_on_ping",
+            input([0x00, 0, 0, 0], &[], vec![frame(0xC9, b"ping")]),
+        ),
+        (
+            "rsv1_on_close",
+            input([0x01, 0, 0, 0], &[], vec![frame(0xC8, &[0x03, 0xe8])]),
+        ),
+        (
+            "rsv1_on_continuation",
+            input([0x00, 0, 0, 0], &[], vec![msg(4, 0x22, json)]),
+        ),
+        (
+            "rsv1_on_uncompressed_continuation",
+            input(
+                [0x00, 0, 0, 0],
+                &[],
+                vec![frame(0x41, &rfc_hello), frame(0xC0, b"Hello")],
+            ),
+        ),
+        (
+            "compressed_invalid_utf8",
+            input(
+                [0x00, 0, 0, 0],
+                &[],
+                vec![msg(2, 0x01, &[0x61, 0xff, 0xfe])],
+            ),
+        ),
+        (
+            "garbage_compressed",
+            input(
+                [0x00, 0, 0, 0],
+                &[],
+                vec![vec![op(op::GARBAGE, 1), 5, 0xff, 0xff, 0xff, 0xff, 0xff]],
+            ),
+        ),
+        (
+            "peer_compressor",
+            input(
+                [0x00, 0, 0, 0x10],
+                &[],
+                vec![
+                    msg(2, 0x01, json),
+                    msg(2, 0x01, json),
+                    msg(3, 0x00, json),
+                    close.clone(),
+                ],
+            ),
+        ),
+        (
+            "peer_compressor_fragments_tight",
+            input(
+                [0x21, 0x8A, 0x8B, 0x30],
+                &[],
+                vec![msg(3, 0x01, json), msg(2, 0x00, json), close.clone()],
+            ),
+        ),
+        (
+            "peer_bomb_no_context_takeover",
+            input(
+                [0x1E, 0, 0, 0x10],
+                &[],
+                vec![vec![op(op::BOMB, 1)], msg(2, 0x01, json)],
+            ),
+        ),
+        // The peer's close without a body: the reply has none either.
+        (
+            "empty_close",
+            input(
+                [0x00, 0, 0, 0],
+                &[],
+                vec![msg(1, 0x01, json), frame(0x88, &[])],
+            ),
+        ),
+        // Finding D1 (a text message over the limit with invalid UTF-8 before it): 1009 in
+        // one piece, 1007 one byte at a time. Fixed: 1007 either way.
+        (
+            "utf8_before_limit_D1",
+            vec![
+                0x2d, 0x00, 0x00, 0x00, 0x2c, 0x05, 0xff, 0xff, 0x3f, 0xff, 0xff, 0xff,
+            ],
+        ),
+        (
+            "ping_pong_uncompressed_between",
+            input(
+                [0x01, 0, 0, 0],
+                &[],
+                vec![
+                    vec![op(op::PING, 2), b'h', b'i'],
+                    vec![op(op::PONG, 0)],
+                    msg(0, 0x41, b"plain"),
+                    msg(4, 0x01, b"compressed"),
+                    close.clone(),
+                ],
+            ),
+        ),
+    ]
 }
 
 /// Splits a frames-target input into its `[cfg][lens][schedules]` prefix and the data.

@@ -156,7 +156,10 @@ impl Decompressor {
 
     /// Inflates the next piece of a message's payload, appending to `out`. Fails with
     /// [`InflateError::TooLarge`] as soon as `out` would grow past `max_len` bytes (it
-    /// never grows past `max_len + 1`), whatever the compression ratio.
+    /// never grows past `max_len + 1`), whatever the compression ratio. On a failure `out`
+    /// keeps what was inflated before it, so that the caller can judge those bytes first
+    /// (invalid text before the limit or the corruption is found the same way whatever the
+    /// pieces were).
     pub(crate) fn inflate(
         &mut self,
         mut input: &[u8],
@@ -181,15 +184,11 @@ impl Decompressor {
                 out.reserve_exact(target - len);
             }
             out.resize(len + room, 0);
-            let step = self.step(input, &mut out[len..]);
-            let (consumed, written) = match step {
-                Ok(counts) => counts,
-                Err(e) => {
-                    out.truncate(len);
-                    return Err(e);
-                }
-            };
+            let (consumed, written, failed) = self.run(input, &mut out[len..]);
             out.truncate(len + written);
+            if let Some(e) = failed {
+                return Err(e);
+            }
             if out.len() > max_len {
                 return Err(InflateError::TooLarge);
             }
@@ -252,6 +251,14 @@ impl Decompressor {
 
     /// Runs the inflater until `dst` is full or no more progress can be made with `input`.
     fn step(&mut self, input: &[u8], dst: &mut [u8]) -> Result<(usize, usize), InflateError> {
+        match self.run(input, dst) {
+            (consumed, written, None) => Ok((consumed, written)),
+            (_, _, Some(e)) => Err(e),
+        }
+    }
+
+    /// [`step`](Self::step), which also counts what was inflated before a failure.
+    fn run(&mut self, input: &[u8], dst: &mut [u8]) -> (usize, usize, Option<InflateError>) {
         let state = self
             .state
             .get_or_insert_with(|| InflateState::new_boxed(DataFormat::Raw));
@@ -274,13 +281,13 @@ impl Decompressor {
                     continue;
                 }
                 Ok(_) | Err(MZError::Buf) => {}
-                Err(_) => return Err(InflateError::Corrupt),
+                Err(_) => return (consumed, written, Some(InflateError::Corrupt)),
             }
             if result.bytes_consumed == 0 && result.bytes_written == 0 {
                 break;
             }
         }
-        Ok((consumed, written))
+        (consumed, written, None)
     }
 }
 
