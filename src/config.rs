@@ -55,8 +55,14 @@ pub struct Config {
     /// bytes. `None`: one frame per message. Default `None`.
     pub fragment_size: Option<usize>,
     /// Ping a silent peer and fail the connection if it stays silent (see [`KeepAlive`]).
-    /// Needs a read timeout on the socket, shorter than the interval: the timers are checked
-    /// when it fires. Default `None`.
+    /// `read` waits for the keep-alive deadlines by itself, setting the socket's read
+    /// timeout as it needs (and putting the caller's back), on connections that know their
+    /// stream is a [`Socket`](crate::Socket): those of [`Server`](crate::Server),
+    /// `connect`, `ClientBuilder::connect` and `tls`. The constructors generic over any
+    /// stream (`accept`, `accept_with`, `IncomingRequest::accept`, `client`) cannot set a
+    /// timeout and fail with [`Error::InvalidInput`](crate::Error::InvalidInput) when this is
+    /// set: use [`WebSocket::set_keepalive`](crate::WebSocket::set_keepalive) after their
+    /// handshake instead. Default `None`.
     pub keepalive: Option<KeepAlive>,
     /// Offer (client) or accept (server) permessage-deflate compression with these
     /// settings (RFC 7692). `None`: no compression; a server ignores offers and a client

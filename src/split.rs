@@ -25,8 +25,9 @@
 //! - Nobody answers: [`WriteHalf::shutdown`] shuts the socket down, which wakes a reader
 //!   blocked in `read` (it returns `AbnormalClosure`, or `ConnectionClosed` if the closing
 //!   handshake had finished) and a writer blocked in a send. Keep-alive (see
-//!   [`Config::keepalive`](crate::Config)) and read timeouts bound how long a reader waits on
-//!   a silent peer, also after our close frame.
+//!   [`Config::keepalive`](crate::Config); the reader waits for its deadlines by itself when
+//!   the connection can set the socket's read timeout) and read timeouts bound how long a
+//!   reader waits on a silent peer, also after our close frame.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -44,7 +45,7 @@ use crate::message::Message;
 use crate::outgoing::{failure_close, Outgoing};
 use crate::prepared::PreparedMessage;
 use crate::receiver::Receiver;
-use crate::socket::{SharedTcpStream, Socket};
+use crate::socket::{ReadTimeout, SharedTcpStream, Socket};
 use crate::state::{Lifecycle, Role, State};
 use crate::stream::{
     FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
@@ -231,6 +232,8 @@ pub struct ReadHalf<R = SharedTcpStream, W = R> {
     receiver: Receiver,
     role: Role,
     keepalive: Option<Timer>,
+    /// The read stream's timeout controls, if known (see `WebSocket`'s).
+    timeouts: Option<ReadTimeout<R>>,
     /// The reader's own view of the connection (never `CloseSent`: that is the writers'),
     /// so that it never waits for the write lock to know where it stands.
     phase: Lifecycle,
@@ -242,7 +245,7 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
         stream: R,
         receiver: Receiver,
         role: Role,
-        keepalive: Option<Timer>,
+        (keepalive, timeouts): (Option<Timer>, Option<ReadTimeout<R>>),
         shared: Arc<Shared<W>>,
     ) -> Self {
         let keepalive = keepalive.map(|mut t| {
@@ -258,6 +261,7 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
             receiver,
             role,
             keepalive,
+            timeouts,
             phase,
             shared,
         }
@@ -271,6 +275,7 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
             stream: &mut self.stream,
             shared: &self.shared,
             phase: &mut self.phase,
+            timeouts: self.timeouts.as_ref(),
         };
         read_message(
             &mut halves,
@@ -287,6 +292,7 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
             stream: &mut self.stream,
             shared: &self.shared,
             phase: &mut self.phase,
+            timeouts: self.timeouts.as_ref(),
         };
         let got = read_stream_start(
             &mut halves,
@@ -412,6 +418,7 @@ impl<R: Read, W: Write> PayloadSource for ReadHalf<R, W> {
             stream: &mut self.stream,
             shared: &self.shared,
             phase: &mut self.phase,
+            timeouts: self.timeouts.as_ref(),
         };
         read_payload(&mut halves, &mut self.receiver, &mut self.keepalive, dst)
     }
@@ -421,6 +428,7 @@ struct SplitHalves<'a, R, W> {
     stream: &'a mut R,
     shared: &'a Shared<W>,
     phase: &'a mut Lifecycle,
+    timeouts: Option<&'a ReadTimeout<R>>,
 }
 
 impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
@@ -498,6 +506,10 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
             self.phase.end();
         }
         result
+    }
+
+    fn read_timeout(&self) -> Option<ReadTimeout<R>> {
+        self.timeouts.cloned()
     }
 
     fn flush_close_reply(&mut self) -> Result<()> {

@@ -71,7 +71,7 @@ pub use rustls;
 use crate::config::Config;
 use crate::error::{is_retryable, Error, HandshakeError, Result, UrlError};
 use crate::handshake::client::ClientBuilder;
-use crate::handshake::server::{Rejection, UpgradeResponse};
+use crate::handshake::server::{IncomingRequest, Rejection, UpgradeResponse};
 use crate::handshake::{handshake_deadline, Request, Response};
 use crate::socket::{SharedTcpStream, Socket};
 use crate::split::{ReadHalf, WriteHalf};
@@ -406,6 +406,7 @@ impl ClientBuilder {
         stream.set_read_timeout(timeout)?;
         stream.set_write_timeout(timeout)?;
         let (ws, response) = self.handshake(stream, &url)?;
+        let ws = ws.with_read_timeouts();
         ws.get_ref().set_read_timeout(None)?;
         ws.get_ref().set_write_timeout(None)?;
         Ok((ws, response))
@@ -465,7 +466,9 @@ where
         tls.sock.set_read_timeout(timeout)?;
         tls.sock.set_write_timeout(timeout)?;
     }
-    let ws = crate::accept_with(tls, config, callback)?;
+    let ws = IncomingRequest::read(tls, config)?
+        .with_read_timeouts()
+        .accept_with(callback)?;
     ws.get_ref().sock.set_read_timeout(saved.0)?;
     ws.get_ref().sock.set_write_timeout(saved.1)?;
     Ok(ws)

@@ -13,8 +13,9 @@ use crate::connection::Connection;
 use crate::error::{is_retryable, Error, HandshakeError};
 use crate::handshake::{derive_accept_key, handshake_deadline, reason_phrase, Request};
 use crate::http;
+use crate::socket::{ReadTimeout, Socket};
 use crate::state::Role;
-use crate::websocket::WebSocket;
+use crate::websocket::{check_keepalive_needs_no_socket, WebSocket};
 
 /// The 101 response being prepared, which the application may shape in the
 /// [`accept_with`] callback.
@@ -264,6 +265,8 @@ pub struct IncomingRequest<T> {
     request: Request,
     /// Bytes the client sent after the request head (its first frames).
     buffered: Vec<u8>,
+    /// The stream's read-timeout controls, when the caller knew `T: Socket`.
+    timeouts: Option<ReadTimeout<T>>,
 }
 
 impl<T: Read + Write> IncomingRequest<T> {
@@ -304,6 +307,7 @@ impl<T: Read + Write> IncomingRequest<T> {
             config,
             request,
             buffered,
+            timeouts: None,
         })
     }
 
@@ -334,6 +338,9 @@ impl<T: Read + Write> IncomingRequest<T> {
     where
         F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
     {
+        if self.timeouts.is_none() {
+            check_keepalive_needs_no_socket(&self.config)?;
+        }
         let (head, agreed) = match upgrade(&self.request, &self.config, callback) {
             Ok(upgraded) => upgraded,
             Err(refusal) => return refuse(&mut self.stream, refusal),
@@ -342,7 +349,7 @@ impl<T: Read + Write> IncomingRequest<T> {
         self.stream.flush()?;
         // Frames the client sent right behind its request stay buffered for `read`.
         let conn = server_connection(self.config, self.buffered, agreed);
-        Ok(WebSocket::from_connection(self.stream, conn))
+        Ok(WebSocket::from_connection(self.stream, conn).keeping(self.timeouts))
     }
 
     /// Refuses the request with `rejection` (e.g. 503 when the server is full) and closes.
@@ -355,6 +362,14 @@ impl<T: Read + Write> IncomingRequest<T> {
     pub fn respond(mut self, status: u16, content_type: &str, body: &[u8]) -> Result<(), Error> {
         let bytes = http_answer(status, content_type, body)?;
         write_response(&mut self.stream, &bytes)
+    }
+}
+
+impl<T: Read + Write + Socket> IncomingRequest<T> {
+    /// Lets the connection set the stream's read timeout, for keep-alive.
+    pub(crate) fn with_read_timeouts(mut self) -> Self {
+        self.timeouts = Some(ReadTimeout::of());
+        self
     }
 }
 
