@@ -72,8 +72,34 @@ pub struct Connection {
     pub(crate) receiver: Receiver,
     pub(crate) out: Outgoing,
     pub(crate) keepalive: Option<Timer>,
+    /// What the opening handshake agreed on.
+    pub(crate) negotiated: Negotiated,
     /// The peer ended its stream (`filled(0)`).
     eof: bool,
+}
+
+/// What the opening handshake agreed on beyond the base protocol, readable for the
+/// connection's lifetime (also from both halves of a split one).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Negotiated {
+    /// The subprotocol the server chose (`Sec-WebSocket-Protocol`).
+    pub subprotocol: Option<String>,
+    /// The permessage-deflate parameters, if compression is on.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateParams>,
+}
+
+impl Negotiated {
+    /// The subprotocol the server chose, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// The agreed permessage-deflate parameters, if compression is on.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(&self) -> Option<crate::deflate::DeflateParams> {
+        self.deflate
+    }
 }
 
 impl Connection {
@@ -97,6 +123,7 @@ impl Connection {
             receiver: Receiver::new(role == Role::Server, &config, read_buffered),
             out: Outgoing::new(Sender::new(rng, config.fragment_size), &config),
             keepalive: None,
+            negotiated: Negotiated::default(),
             eof: false,
             role,
             config,
@@ -106,7 +133,8 @@ impl Connection {
     /// Hands the permessage-deflate parameters agreed in the handshake to the connection.
     #[cfg(feature = "deflate")]
     pub(crate) fn set_deflate(&mut self, params: crate::deflate::Params) {
-        use crate::deflate::{Compressor, Decompressor};
+        use crate::deflate::{Compressor, Decompressor, DeflateParams};
+        self.negotiated.deflate = Some(DeflateParams::from_agreed(params, self.role));
         let config = self.config.deflate.clone().unwrap_or_default();
         self.receiver
             .set_inflater(Decompressor::new(params.decompress));
@@ -130,6 +158,21 @@ impl Connection {
     /// This connection's configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The subprotocol the server chose in the opening handshake (`Sec-WebSocket-Protocol`),
+    /// if any: in the server role, what the handshake's callback set; in the client role,
+    /// one of those offered. `None` for a connection made with [`new`](Self::new).
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.negotiated.subprotocol()
+    }
+
+    /// The permessage-deflate parameters agreed in the opening handshake, or `None` if
+    /// messages are not compressed.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate(&self) -> Option<crate::DeflateParams> {
+        self.negotiated.deflate()
     }
 
     /// Where the next bytes from the network go. Read into it, then call

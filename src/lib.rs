@@ -109,7 +109,7 @@ use std::net::TcpStream;
 pub use crate::close::{CloseCode, CloseFrame};
 pub use crate::config::Config;
 #[cfg(feature = "deflate")]
-pub use crate::deflate::DeflateConfig;
+pub use crate::deflate::{DeflateConfig, DeflateParams};
 pub use crate::error::{CapacityError, Error, HandshakeError, ProtocolError, Result, UrlError};
 pub use crate::fanout::{Cut, Delivery, Fanout, FanoutConfig, Subscription, Topic};
 pub use crate::handshake::client::ClientBuilder;

@@ -37,6 +37,7 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use crate::close::{CloseCode, CloseFrame};
+use crate::connection::Negotiated;
 use crate::driver::{read_message, read_payload, read_stream_start, Got, Halves, WriteSide};
 use crate::error::{Error, Result};
 use crate::frame::OpCode;
@@ -78,6 +79,8 @@ pub(crate) struct Shared<W> {
     turn: Mutex<Option<ThreadId>>,
     /// Signalled when the turn is given back and when the connection stops being open.
     turn_free: Condvar,
+    /// What the opening handshake agreed on, for both halves to read.
+    negotiated: Negotiated,
 }
 
 impl<W> std::fmt::Debug for Shared<W> {
@@ -103,8 +106,10 @@ impl<W: Write> Shared<W> {
         out: Outgoing,
         control: Option<Box<dyn Socket + Send + Sync>>,
         handle: Option<SharedTcpStream>,
+        negotiated: Negotiated,
     ) -> Shared<W> {
         Shared {
+            negotiated,
             state: AtomicU8::new(out.state.state().code()),
             io: Mutex::new(Io { stream, out }),
             pong: Mutex::new(VecDeque::new()),
@@ -317,6 +322,20 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
             Lifecycle::Open | Lifecycle::CloseSent => self.shared.state(),
             _ => State::Closed,
         }
+    }
+
+    /// The subprotocol the server chose in the opening handshake, like
+    /// [`WebSocket::subprotocol`](crate::WebSocket::subprotocol).
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.shared.negotiated.subprotocol()
+    }
+
+    /// The agreed permessage-deflate parameters, like
+    /// [`WebSocket::deflate`](crate::WebSocket::deflate).
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate(&self) -> Option<crate::DeflateParams> {
+        self.shared.negotiated.deflate()
     }
 
     /// A writing half for this connection (the same as the one `split` returned).
@@ -645,6 +664,20 @@ impl<W: Write> WriteHalf<W> {
     /// Where the connection stands (see [`State`]); does not wait for a blocked writer.
     pub fn state(&self) -> State {
         self.shared.state()
+    }
+
+    /// The subprotocol the server chose in the opening handshake, like
+    /// [`WebSocket::subprotocol`](crate::WebSocket::subprotocol).
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.shared.negotiated.subprotocol()
+    }
+
+    /// The agreed permessage-deflate parameters, like
+    /// [`WebSocket::deflate`](crate::WebSocket::deflate).
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate(&self) -> Option<crate::DeflateParams> {
+        self.shared.negotiated.deflate()
     }
 
     /// The TCP socket both halves use, for its timeouts and options, when the connection

@@ -346,6 +346,37 @@ impl<T: Read + Write> WebSocket<T> {
         &self.conn.config
     }
 
+    /// The subprotocol the server chose in the opening handshake (`Sec-WebSocket-Protocol`),
+    /// if any: for a server, what the [`accept_with`](crate::accept_with) callback set with
+    /// [`UpgradeResponse::set_subprotocol`](crate::UpgradeResponse::set_subprotocol); for
+    /// a client, the one of its [`ClientBuilder::subprotocol`](crate::ClientBuilder)
+    /// offers the server took. Also on both split halves.
+    ///
+    /// ```no_run
+    /// # fn demo() -> stdws::Result<()> {
+    /// let (ws, _response) = stdws::ClientBuilder::new("ws://127.0.0.1:9001/")
+    ///     .subprotocol("chat.v2")
+    ///     .subprotocol("chat.v1")
+    ///     .connect()?;
+    /// match ws.subprotocol() {
+    ///     Some("chat.v2") => { /* the new message format */ }
+    ///     _ => { /* the old one */ }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.conn.subprotocol()
+    }
+
+    /// The permessage-deflate parameters agreed in the opening handshake (see
+    /// [`DeflateParams`](crate::DeflateParams)), or `None` if messages are not compressed.
+    /// Also on both split halves.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate(&self) -> Option<crate::DeflateParams> {
+        self.conn.deflate()
+    }
+
     /// The underlying stream.
     pub fn get_ref(&self) -> &T {
         &self.stream
@@ -401,7 +432,13 @@ impl<T: Read + Write> WebSocket<T> {
     ) -> (ReadHalf<T, W>, WriteHalf<W>) {
         let mut out = self.conn.out;
         out.split = true;
-        let shared = Arc::new(Shared::new(writer, out, control, handle));
+        let shared = Arc::new(Shared::new(
+            writer,
+            out,
+            control,
+            handle,
+            self.conn.negotiated,
+        ));
         let read = ReadHalf::new(
             self.stream,
             self.conn.receiver,

@@ -470,6 +470,50 @@ fn subprotocol_is_negotiated() {
     assert_eq!(server.join_one().unwrap(), ["a", "b"]);
 }
 
+/// The chosen subprotocol stays readable on the connection, in both roles, whole and on
+/// both split halves; without one it is `None` on both ends.
+#[test]
+fn the_chosen_subprotocol_is_readable_on_both_ends_and_halves() {
+    let server = common::serve(2, |stream| {
+        let ws = stdws::accept_with(stream, Config::default(), |req, resp| {
+            if req.subprotocols().any(|p| p == "chat.v2") {
+                resp.set_subprotocol("chat.v2");
+            }
+            Ok(())
+        })?;
+        let chosen = ws.subprotocol().map(str::to_owned);
+        let (mut reader, writer) = ws.split()?;
+        assert_eq!(reader.subprotocol(), chosen.as_deref());
+        assert_eq!(writer.subprotocol(), chosen.as_deref());
+        // Echo one message, then answer the close.
+        let msg = reader.read()?;
+        writer.send(msg)?;
+        while !matches!(reader.read()?, Message::Close(_)) {}
+        Ok::<_, Error>(chosen)
+    });
+    for (offers, want) in [
+        (&["chat.v1", "chat.v2"][..], Some("chat.v2")),
+        (&[][..], None),
+    ] {
+        let mut builder = ClientBuilder::new(server.url("/"));
+        for offer in offers {
+            builder = builder.subprotocol(*offer);
+        }
+        let (ws, _) = builder.connect().unwrap();
+        common::set_timeouts(ws.get_ref());
+        assert_eq!(ws.subprotocol(), want);
+        let (mut reader, writer) = ws.split().unwrap();
+        assert_eq!(reader.subprotocol(), want);
+        assert_eq!(writer.subprotocol(), want);
+        writer.send_text("hi").unwrap();
+        assert_eq!(reader.read().unwrap(), Message::text("hi"));
+        writer.close(1000, "").unwrap();
+        while !matches!(reader.read(), Ok(Message::Close(_)) | Err(_)) {}
+    }
+    let chosen: Vec<Option<String>> = server.join().into_iter().map(Result::unwrap).collect();
+    assert_eq!(chosen, [Some("chat.v2".to_owned()), None]);
+}
+
 /// The callback sets something invalid: `accept_with` fails with `InvalidInput` and the
 /// client gets a 500.
 fn invalid_response(shape: fn(&mut stdws::UpgradeResponse)) {

@@ -481,8 +481,8 @@ impl ClientHandshake {
         }
         #[cfg_attr(not(feature = "deflate"), allow(clippy::let_unit_value))]
         let agreed = check_response(&response, &self.key, &self.subprotocols, &self.config)?;
-        #[allow(unused_mut)]
         let mut conn = Connection::from_parts(Role::Client, self.config, rest, Some(self.rng));
+        conn.negotiated.subprotocol = response.subprotocol().map(str::to_owned);
         #[cfg(feature = "deflate")]
         if let Some(params) = agreed {
             conn.set_deflate(params);

@@ -451,16 +451,14 @@ impl Refusal {
     }
 }
 
-/// The permessage-deflate parameters agreed in a handshake (nothing without the feature).
-#[cfg(feature = "deflate")]
-type Agreed = Option<crate::deflate::Params>;
-#[cfg(not(feature = "deflate"))]
-type Agreed = ();
-
 /// Decides the answer to an upgrade request (RFC 6455 §4.2.2): checks it, lets `callback`
-/// shape or refuse the 101, negotiates permessage-deflate. Returns the 101's head and the
-/// agreed compression, or the refusal to send.
-fn upgrade<F>(request: &Request, config: &Config, callback: F) -> Result<(Vec<u8>, Agreed), Refusal>
+/// shape or refuse the 101, negotiates permessage-deflate. Returns the 101's head and what
+/// it agreed on, or the refusal to send.
+fn upgrade<F>(
+    request: &Request,
+    config: &Config,
+    callback: F,
+) -> Result<(Vec<u8>, Upgraded), Refusal>
 where
     F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
 {
@@ -507,10 +505,19 @@ where
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
+    let upgraded = Upgraded {
+        subprotocol: response.subprotocol,
+        #[cfg(feature = "deflate")]
+        deflate: deflate.map(|(params, _)| params),
+    };
+    Ok((head.into_bytes(), upgraded))
+}
+
+/// What a 101 agreed on: the subprotocol and the compression.
+struct Upgraded {
+    subprotocol: Option<String>,
     #[cfg(feature = "deflate")]
-    return Ok((head.into_bytes(), deflate.map(|(params, _)| params)));
-    #[cfg(not(feature = "deflate"))]
-    Ok((head.into_bytes(), ()))
+    deflate: Option<crate::deflate::Params>,
 }
 
 /// The server's side of the opening handshake as a state machine over bytes (RFC 6455
@@ -656,16 +663,14 @@ impl ServerHandshake {
 }
 
 /// The server's connection after its 101: `buffered` (frames that came behind the request)
-/// is its first input, and the agreed compression is on.
-fn server_connection(config: Config, buffered: Vec<u8>, agreed: Agreed) -> Connection {
-    #[allow(unused_mut)]
+/// is its first input, and what the 101 agreed on is in force.
+fn server_connection(config: Config, buffered: Vec<u8>, agreed: Upgraded) -> Connection {
     let mut conn = Connection::from_parts(Role::Server, config, buffered, None);
+    conn.negotiated.subprotocol = agreed.subprotocol;
     #[cfg(feature = "deflate")]
-    if let Some(params) = agreed {
+    if let Some(params) = agreed.deflate {
         conn.set_deflate(params);
     }
-    #[cfg(not(feature = "deflate"))]
-    let () = agreed;
     conn
 }
 
