@@ -84,6 +84,7 @@ mod keepalive;
 mod mask;
 mod message;
 mod outgoing;
+mod percent;
 mod prepared;
 mod protocol;
 mod rand;

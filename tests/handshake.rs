@@ -1014,3 +1014,51 @@ fn an_invalid_header_fails_before_any_connection_is_opened() {
         "a connection was opened: {accepted:?}"
     );
 }
+
+/// The callback reads the decoded path and query parameters of the request a client sent,
+/// and refuses one whose percent-encoding is invalid with a 400 of its choosing (no panic).
+#[test]
+fn the_callback_reads_the_decoded_path_and_query_parameters() {
+    let server = common::serve(2, |stream| {
+        let mut seen = None;
+        let result = stdws::accept_with(stream, Config::default(), |req, _| {
+            let path = req.decoded_path();
+            let params = req.query_params();
+            let user = req.query_param("user");
+            seen = Some((
+                path.clone().map(|p| p.into_owned()),
+                params.clone(),
+                user.clone(),
+            ));
+            match (path, params) {
+                (Ok(_), Ok(_)) => Ok(()),
+                (Err(e), _) | (_, Err(e)) => Err(stdws::Rejection::new(400, format!("{e}\n"))),
+            }
+        });
+        (result.map(drop), seen.expect("the callback ran"))
+    });
+    let (ws, _) =
+        stdws::connect(&server.url("/rooms/caf%C3%A9?user=ada+l%26co&flag&user=2")).unwrap();
+    drop(ws);
+    let error = stdws::connect(&server.url("/rooms/x?user=%zz")).unwrap_err();
+    assert!(
+        matches!(&error, Error::Http(r) if r.status() == 400),
+        "{error:?}"
+    );
+    let mut results = server.join().into_iter();
+    let (accepted, (path, params, user)) = results.next().unwrap();
+    accepted.unwrap();
+    assert_eq!(path.unwrap(), "/rooms/café");
+    let params = params.unwrap();
+    let params: Vec<(&str, &str)> = params.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+    assert_eq!(params, [("user", "ada l&co"), ("flag", ""), ("user", "2")]);
+    assert_eq!(user.unwrap().as_deref(), Some("ada l&co"));
+    let (refused, (path, params, user)) = results.next().unwrap();
+    assert!(refused.is_err());
+    assert_eq!(path.unwrap(), "/rooms/x");
+    assert_eq!(
+        params,
+        Err(stdws::handshake::PercentDecodeError::InvalidEscape)
+    );
+    assert!(user.is_err());
+}
