@@ -50,13 +50,20 @@ impl UpgradeResponse {
 /// ```
 /// let no = stdws::Rejection::new(403, "origin not allowed").header("X-Reason", "origin");
 /// assert_eq!(no.status(), 403);
+/// assert!(no.check().is_ok());
 /// ```
 #[derive(Debug, Clone)]
 pub struct Rejection {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// A header given to [`header`](Rejection::header) was invalid: the refusal is not sent.
+    invalid_header: bool,
 }
+
+/// Why a [`Rejection`] with an invalid header is not sent.
+const INVALID_REJECTION: &str =
+    "invalid rejection header name or value (or a Content-Length/Transfer-Encoding)";
 
 impl Rejection {
     /// A refusal with `status` (use 4xx or 5xx) and a plain-text `body`.
@@ -65,13 +72,42 @@ impl Rejection {
             status,
             headers: Vec::new(),
             body: body.into(),
+            invalid_header: false,
         }
     }
 
-    /// Adds a header to the refusal (invalid names or values are dropped).
+    /// Adds a header to the refusal. The name must be an HTTP token and the value printable
+    /// (no CR or LF); `Content-Length` and `Transfer-Encoding` are the refusal's own. An
+    /// invalid header makes the refusal invalid ([`check`](Self::check) says so), and it is
+    /// not sent as it is: [`IncomingRequest::reject`] and a refusal from the
+    /// [`accept_with`] callback answer 500 instead and fail with
+    /// [`Error::InvalidInput`], [`ServerHandshake::reject`] fails with it.
+    ///
+    /// ```
+    /// let bad = stdws::Rejection::new(503, "busy").header("Retry-After", "5\r\nX-Evil: 1");
+    /// assert!(bad.check().is_err());
+    /// ```
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        let (name, value) = (name.into(), value.into());
+        let own = ["content-length", "transfer-encoding"];
+        if !http::is_valid_name(&name)
+            || !http::is_valid_value(&value)
+            || own.iter().any(|o| o.eq_ignore_ascii_case(&name))
+        {
+            self.invalid_header = true;
+        } else {
+            self.headers.push((name, value));
+        }
         self
+    }
+
+    /// Whether the refusal can be sent: fails with [`Error::InvalidInput`] if a header
+    /// given to [`header`](Self::header) was invalid.
+    pub fn check(&self) -> Result<(), Error> {
+        match self.invalid_header {
+            true => Err(Error::InvalidInput(INVALID_REJECTION)),
+            false => Ok(()),
+        }
     }
 
     /// The HTTP status.
@@ -353,7 +389,13 @@ impl<T: Read + Write> IncomingRequest<T> {
     }
 
     /// Refuses the request with `rejection` (e.g. 503 when the server is full) and closes.
+    /// A rejection with an invalid header (see [`Rejection::header`]) is answered with 500
+    /// instead and fails with [`Error::InvalidInput`].
     pub fn reject(mut self, rejection: Rejection) -> Result<(), Error> {
+        if let Err(e) = rejection.check() {
+            write_response(&mut self.stream, &internal_error().to_bytes())?;
+            return Err(e);
+        }
         write_response(&mut self.stream, &rejection.to_bytes())
     }
 
@@ -412,6 +454,11 @@ fn check_response(req: &Request, resp: &UpgradeResponse) -> Result<(), &'static 
     Ok(())
 }
 
+/// The answer when the application's own response (a 101 or a refusal) is invalid.
+fn internal_error() -> Rejection {
+    Rejection::new(500, "Internal error during the WebSocket handshake.\n")
+}
+
 /// Sends a refusal's response (best effort: the client may be gone) and fails with its
 /// error.
 fn refuse<T: Write, R>(stream: &mut T, refusal: Refusal) -> Result<R, Error> {
@@ -465,6 +512,9 @@ where
     let key = check_request(request).map_err(|(rejection, e)| Refusal::new(&rejection, e))?;
     let mut response = UpgradeResponse::default();
     if let Err(rejection) = callback(request, &mut response) {
+        if let Err(e) = rejection.check() {
+            return Err(Refusal::new(&internal_error(), e));
+        }
         let status = rejection.status();
         return Err(Refusal::new(&rejection, HandshakeError::Rejected(status)));
     }
@@ -477,8 +527,7 @@ where
             .map_or(Ok(()), crate::deflate::DeflateConfig::check)
     });
     if let Err(what) = checked {
-        let rejection = Rejection::new(500, "Internal error during the WebSocket handshake.\n");
-        return Err(Refusal::new(&rejection, Error::InvalidInput(what)));
+        return Err(Refusal::new(&internal_error(), Error::InvalidInput(what)));
     }
     let mut head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -645,8 +694,11 @@ impl ServerHandshake {
     }
 
     /// The bytes of a refusal (e.g. 503 when the server is full): write them, then close.
-    pub fn reject(self, rejection: &Rejection) -> Vec<u8> {
-        rejection.to_bytes()
+    /// Fails with [`Error::InvalidInput`] if the rejection has an invalid header (see
+    /// [`Rejection::header`]).
+    pub fn reject(self, rejection: &Rejection) -> Result<Vec<u8>, Error> {
+        rejection.check()?;
+        Ok(rejection.to_bytes())
     }
 
     /// The bytes of a plain HTTP answer to the request (a page, say): `status` (200-599),
