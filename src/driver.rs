@@ -12,7 +12,7 @@
 //!   vectored write, no copy), masking a client's payload in place or in 64 KiB pieces.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::close::CloseFrame;
 use crate::error::{is_retryable, CapacityError, Error, ProtocolError, Result};
@@ -163,21 +163,24 @@ pub(crate) fn read_next<H: Halves>(
             }
             Ok(Some(Incoming::StreamStart { text })) => return Ok(Got::StreamStart { text }),
             Ok(None) => {}
-            Err(e) => return Err(halves.fail(e)),
+            Err(e) => return Err(fail_reading(halves, e)),
         }
         wait_for_input(halves, keepalive, |r| fill(receiver, r))?;
     }
 }
 
 /// Reads the next message, asking the receiver to stream it if it is a data message
-/// (returned as `Got::StreamStart`); a control message is returned as it is.
+/// (returned as `Got::StreamStart`), within `limit` bytes instead of the configured limits
+/// if given; a control message is returned as it is.
 pub(crate) fn read_stream_start<H: Halves>(
     halves: &mut H,
     receiver: &mut Receiver,
     role: Role,
     keepalive: &mut Option<Timer>,
+    limit: Option<u64>,
 ) -> Result<Got> {
     receiver.stream_next(true);
+    receiver.stream_limit(limit);
     let got = read_next(halves, receiver, role, keepalive);
     receiver.stream_next(false);
     got
@@ -271,6 +274,66 @@ fn wait_by_itself<H: Halves>(
         let _ = control.set(halves.reader(), callers);
     }
     result
+}
+
+/// Most bytes of a refused message read and discarded by [`drain`].
+const DRAIN_BYTES: usize = 64 << 20;
+/// Longest [`drain`] may take.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// [`drain`] stops once the peer has sent nothing for this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
+
+/// Fails the connection for the peer's `error` (see [`Halves::fail`]). A message refused
+/// for its size (close code 1009) is likely still arriving, and the peer, busy sending it,
+/// has not read the close frame yet: closing the socket with unread input would make the
+/// kernel reset the connection, and the peer would see `ECONNRESET` instead of the 1009.
+/// So the rest of what it sends is read and discarded first ([`drain`]).
+fn fail_reading<H: Halves>(halves: &mut H, error: Error) -> Error {
+    let too_large = matches!(
+        error,
+        Error::Capacity(
+            CapacityError::MessageTooLarge { .. } | CapacityError::FrameTooLarge { .. }
+        )
+    );
+    let error = halves.fail(error);
+    if too_large {
+        drain(halves);
+    }
+    error
+}
+
+/// Reads and discards what the peer still sends, until it stops (end of stream, or
+/// [`DRAIN_QUIET`] without a byte), for at most [`DRAIN_TIME`] and [`DRAIN_BYTES`]. Only
+/// on a stream whose read timeout the connection can set: elsewhere a read could block
+/// forever, and nothing is read. The caller's read timeout is put back.
+fn drain<H: Halves>(halves: &mut H) {
+    let Some(control) = halves.read_timeout() else {
+        return;
+    };
+    let Ok(callers) = control.get(halves.reader()) else {
+        return;
+    };
+    let deadline = Instant::now() + DRAIN_TIME;
+    let mut left = DRAIN_BYTES;
+    let mut buf = vec![0u8; 16 << 10];
+    while left > 0 {
+        let time = deadline.saturating_duration_since(Instant::now());
+        if time.is_zero()
+            || control
+                .set(halves.reader(), Some(time.min(DRAIN_QUIET)))
+                .is_err()
+        {
+            break;
+        }
+        let room = left.min(buf.len());
+        match halves.reader().read(&mut buf[..room]) {
+            Ok(0) => break,
+            Ok(n) => left -= n.min(left),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = control.set(halves.reader(), callers);
 }
 
 /// Reads once from `stream` into the room the receiver offers (its read buffer, or the end of
@@ -373,7 +436,7 @@ pub(crate) fn read_payload<H: Halves>(
                     })?;
                     if n > 0 {
                         if let Err(e) = receiver.take_direct(&mut dst[..n]) {
-                            return Err(halves.fail(e));
+                            return Err(fail_reading(halves, e));
                         }
                         return Ok(Some(n));
                     }
@@ -381,7 +444,7 @@ pub(crate) fn read_payload<H: Halves>(
                     wait_for_input(halves, keepalive, |r| fill(receiver, r))?;
                 }
             }
-            Err(e) => return Err(halves.fail(e)),
+            Err(e) => return Err(fail_reading(halves, e)),
         }
     }
 }

@@ -126,6 +126,8 @@ struct StreamState {
     utf8: Option<Utf8Validator>,
     len: u64,
     max: u64,
+    /// The largest frame accepted in this message.
+    max_frame: u64,
     /// The message is compressed: its payload goes through the inflater.
     compressed: bool,
     /// A compressed message's last frame was inflated; what it produced is being handed out.
@@ -201,6 +203,9 @@ pub(crate) struct Receiver {
     max_message: u64,
     /// The next data message is streamed (see [`Receiver::stream_next`]).
     stream_next: bool,
+    /// The size limit of the next streamed message, for it and each of its frames, instead
+    /// of the configured ones (see [`Receiver::stream_limit`]).
+    stream_max: Option<u64>,
     /// permessage-deflate, when negotiated.
     #[cfg(feature = "deflate")]
     inflate: Option<Inflate>,
@@ -236,6 +241,7 @@ impl Receiver {
             max_frame: limit(config.max_frame_size),
             max_message: limit(config.max_message_size),
             stream_next: false,
+            stream_max: None,
             #[cfg(feature = "deflate")]
             inflate: None,
             spare: Vec::new(),
@@ -380,6 +386,15 @@ impl Receiver {
     /// [`poll_payload`](Self::poll_payload).
     pub fn stream_next(&mut self, on: bool) {
         self.stream_next = on;
+        if !on {
+            self.stream_max = None;
+        }
+    }
+
+    /// Bounds the next streamed message, and each of its frames, by `max` bytes instead of
+    /// the configured limits (`None`: the configured ones). Cleared with `stream_next(false)`.
+    pub fn stream_limit(&mut self, max: Option<u64>) {
+        self.stream_max = max;
     }
 
     /// The streamed message's next payload bytes: copies (unmasked and validated) into
@@ -674,10 +689,13 @@ impl Receiver {
         match header.opcode {
             OpCode::Text | OpCode::Binary if self.stream_next => {
                 let text = header.opcode == OpCode::Text;
+                let (max_frame, max) = self.limits();
+                self.stream_max = None;
                 self.message = Some(Partial::Stream(StreamState {
                     utf8: text.then(Utf8Validator::default),
                     len: 0,
-                    max: self.max_message,
+                    max,
+                    max_frame,
                     compressed: header.rsv != 0,
                     ending: false,
                 }));
@@ -717,22 +735,33 @@ impl Receiver {
     /// Checks a data frame's declared length against the frame and message limits, before
     /// any of its payload is read.
     fn check_size(&self, header: &FrameHeader, message_so_far: u64) -> Result<(), Error> {
-        if header.payload_len > self.max_frame {
+        let (max_frame, max_message) = self.limits();
+        if header.payload_len > max_frame {
             return Err(CapacityError::FrameTooLarge {
                 size: header.payload_len,
-                max: self.max_frame as usize,
+                max: usize::try_from(max_frame).unwrap_or(usize::MAX),
             }
             .into());
         }
         let total = message_so_far.saturating_add(header.payload_len);
-        if total > self.max_message {
+        if total > max_message {
             return Err(CapacityError::MessageTooLarge {
                 size: total,
-                max: self.max_message as usize,
+                max: usize::try_from(max_message).unwrap_or(usize::MAX),
             }
             .into());
         }
         Ok(())
+    }
+
+    /// The (frame, message) size limits for the data frame about to start or continue: a
+    /// streamed message's own, or for the first frame of one, the limit asked for it.
+    fn limits(&self) -> (u64, u64) {
+        match (&self.message, self.stream_max) {
+            (Some(Partial::Stream(s)), _) => (s.max_frame, s.max),
+            (None, Some(max)) if self.stream_next => (max, max),
+            _ => (self.max_frame, self.max_message),
+        }
     }
 
     /// The message's last frame ended: returns it, or `None` for a streamed message (whose

@@ -293,6 +293,17 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
     /// Reads the next message as a stream, exactly like
     /// [`WebSocket::read_stream`](crate::WebSocket::read_stream).
     pub fn read_stream(&mut self) -> Result<Streamed<'_>> {
+        self.read_stream_within(None)
+    }
+
+    /// Reads one message as a stream within `max_size` bytes instead of the configured
+    /// limits, exactly like
+    /// [`WebSocket::read_stream_with_limit`](crate::WebSocket::read_stream_with_limit).
+    pub fn read_stream_with_limit(&mut self, max_size: usize) -> Result<Streamed<'_>> {
+        self.read_stream_within(Some(max_size as u64))
+    }
+
+    fn read_stream_within(&mut self, limit: Option<u64>) -> Result<Streamed<'_>> {
         let mut halves = SplitHalves {
             stream: &mut self.stream,
             shared: &self.shared,
@@ -304,6 +315,7 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
             &mut self.receiver,
             self.role,
             &mut self.keepalive,
+            limit,
         );
         match got? {
             Got::Message(message) => Ok(Streamed::Control(message)),

@@ -215,6 +215,30 @@ impl<T: Read + Write> WebSocket<T> {
     /// # Ok(()) }
     /// ```
     pub fn read_stream(&mut self) -> Result<Streamed<'_>> {
+        self.read_stream_within(None)
+    }
+
+    /// [`read_stream`](Self::read_stream) for one message that may be larger than
+    /// [`Config::max_message_size`]: this message (and each of its frames, which
+    /// [`Config::max_frame_size`] bounds otherwise) may have up to `max_size` bytes. The
+    /// configured limits still apply to every other message, and to this one if it turns out
+    /// to be a control message. A message over `max_size` fails the connection with close
+    /// code 1009, like one over the configured limits.
+    ///
+    /// ```no_run
+    /// # fn demo(ws: &mut stdws::WebSocket<std::net::TcpStream>) -> Result<(), Box<dyn std::error::Error>> {
+    /// // The client announced an upload: accept up to 1 GiB for this one message.
+    /// if let stdws::Streamed::Message(mut reader) = ws.read_stream_with_limit(1 << 30)? {
+    ///     let mut file = std::fs::File::create("upload.bin")?;
+    ///     std::io::copy(&mut reader, &mut file)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn read_stream_with_limit(&mut self, max_size: usize) -> Result<Streamed<'_>> {
+        self.read_stream_within(Some(max_size as u64))
+    }
+
+    fn read_stream_within(&mut self, limit: Option<u64>) -> Result<Streamed<'_>> {
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.conn.out,
@@ -225,6 +249,7 @@ impl<T: Read + Write> WebSocket<T> {
             &mut self.conn.receiver,
             self.conn.role,
             &mut self.conn.keepalive,
+            limit,
         );
         match got? {
             Got::Message(message) => Ok(Streamed::Control(message)),
