@@ -163,7 +163,7 @@ pub(crate) fn read_next<H: Halves>(
             }
             Ok(Some(Incoming::StreamStart { text })) => return Ok(Got::StreamStart { text }),
             Ok(None) => {}
-            Err(e) => return Err(fail_reading(halves, e)),
+            Err(e) => return Err(fail_reading(halves, receiver, e)),
         }
         wait_for_input(halves, keepalive, |r| fill(receiver, r))?;
     }
@@ -279,8 +279,9 @@ fn wait_by_itself<H: Halves>(
 /// Most bytes of a refused message read and discarded by [`drain`].
 const DRAIN_BYTES: usize = 64 << 20;
 /// Longest [`drain`] may take.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
-/// [`drain`] stops once the peer has sent nothing for this long.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// After the rest of the refused frame, [`drain`] stops once the peer has sent nothing for
+/// this long.
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
 
 /// Fails the connection for the peer's `error` (see [`Halves::fail`]). A message refused
@@ -288,7 +289,7 @@ const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// has not read the close frame yet: closing the socket with unread input would make the
 /// kernel reset the connection, and the peer would see `ECONNRESET` instead of the 1009.
 /// So the rest of what it sends is read and discarded first ([`drain`]).
-fn fail_reading<H: Halves>(halves: &mut H, error: Error) -> Error {
+fn fail_reading<H: Halves>(halves: &mut H, receiver: &Receiver, error: Error) -> Error {
     let too_large = matches!(
         error,
         Error::Capacity(
@@ -297,16 +298,17 @@ fn fail_reading<H: Halves>(halves: &mut H, error: Error) -> Error {
     );
     let error = halves.fail(error);
     if too_large {
-        drain(halves);
+        drain(halves, receiver.unread_payload());
     }
     error
 }
 
-/// Reads and discards what the peer still sends, until it stops (end of stream, or
-/// [`DRAIN_QUIET`] without a byte), for at most [`DRAIN_TIME`] and [`DRAIN_BYTES`]. Only
-/// on a stream whose read timeout the connection can set: elsewhere a read could block
-/// forever, and nothing is read. The caller's read timeout is put back.
-fn drain<H: Halves>(halves: &mut H) {
+/// Reads and discards what the peer still sends: the `unread` rest of the refused frame,
+/// then anything more until it pauses for [`DRAIN_QUIET`] (or the stream ends), for at most
+/// [`DRAIN_TIME`] and [`DRAIN_BYTES`]. Only on a stream whose read timeout the connection
+/// can set: elsewhere a read could block forever, and nothing is read. The caller's read
+/// timeout is put back.
+fn drain<H: Halves>(halves: &mut H, unread: u64) {
     let Some(control) = halves.read_timeout() else {
         return;
     };
@@ -315,20 +317,26 @@ fn drain<H: Halves>(halves: &mut H) {
     };
     let deadline = Instant::now() + DRAIN_TIME;
     let mut left = DRAIN_BYTES;
+    let mut announced = unread;
     let mut buf = vec![0u8; 16 << 10];
     while left > 0 {
         let time = deadline.saturating_duration_since(Instant::now());
-        if time.is_zero()
-            || control
-                .set(halves.reader(), Some(time.min(DRAIN_QUIET)))
-                .is_err()
-        {
+        // The refused frame's rest is on its way: wait for it as long as allowed.
+        let wait = if announced > 0 {
+            time
+        } else {
+            time.min(DRAIN_QUIET)
+        };
+        if time.is_zero() || control.set(halves.reader(), Some(wait)).is_err() {
             break;
         }
         let room = left.min(buf.len());
         match halves.reader().read(&mut buf[..room]) {
             Ok(0) => break,
-            Ok(n) => left -= n.min(left),
+            Ok(n) => {
+                left -= n.min(left);
+                announced = announced.saturating_sub(n as u64);
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => break,
         }
@@ -436,7 +444,7 @@ pub(crate) fn read_payload<H: Halves>(
                     })?;
                     if n > 0 {
                         if let Err(e) = receiver.take_direct(&mut dst[..n]) {
-                            return Err(fail_reading(halves, e));
+                            return Err(fail_reading(halves, receiver, e));
                         }
                         return Ok(Some(n));
                     }
@@ -444,7 +452,7 @@ pub(crate) fn read_payload<H: Halves>(
                     wait_for_input(halves, keepalive, |r| fill(receiver, r))?;
                 }
             }
-            Err(e) => return Err(fail_reading(halves, e)),
+            Err(e) => return Err(fail_reading(halves, receiver, e)),
         }
     }
 }

@@ -206,6 +206,9 @@ pub(crate) struct Receiver {
     /// The size limit of the next streamed message, for it and each of its frames, instead
     /// of the configured ones (see [`Receiver::stream_limit`]).
     stream_max: Option<u64>,
+    /// The payload bytes of a data frame refused from its header that had not arrived (see
+    /// [`Receiver::unread_payload`]).
+    refused_rest: u64,
     /// permessage-deflate, when negotiated.
     #[cfg(feature = "deflate")]
     inflate: Option<Inflate>,
@@ -242,6 +245,7 @@ impl Receiver {
             max_message: limit(config.max_message_size),
             stream_next: false,
             stream_max: None,
+            refused_rest: 0,
             #[cfg(feature = "deflate")]
             inflate: None,
             spare: Vec::new(),
@@ -373,7 +377,14 @@ impl Receiver {
             };
             return Ok(Next::Incoming(Incoming::Data(message)));
         }
-        let started = self.start_data_frame(&header)?;
+        let started = match self.start_data_frame(&header) {
+            Ok(started) => started,
+            Err(e) => {
+                let buffered = (self.end - body) as u64;
+                self.refused_rest = header.payload_len.saturating_sub(buffered);
+                return Err(e);
+            }
+        };
         self.start = body;
         Ok(match started {
             Some(text) => Next::Incoming(Incoming::StreamStart { text }),
@@ -388,6 +399,18 @@ impl Receiver {
         self.stream_next = on;
         if !on {
             self.stream_max = None;
+        }
+    }
+
+    /// After the peer's data frame was refused (its size, its bytes): how many of its payload
+    /// bytes have not arrived yet, as its header announced them. The peer is likely still
+    /// sending them.
+    pub fn unread_payload(&self) -> u64 {
+        match &self.frame {
+            Some(frame) => frame
+                .remaining
+                .saturating_sub((self.end - self.start) as u64),
+            None => self.refused_rest,
         }
     }
 
