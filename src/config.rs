@@ -39,10 +39,11 @@ pub struct Config {
     /// `None`: no limit. Default 10 s.
     pub handshake_timeout: Option<Duration>,
     /// Resting size of the read buffer, allocated on the first read. Payloads of any size
-    /// pass through it in pieces (large binary payloads go straight into the message). While
-    /// reads keep filling it (a burst of small frames) it doubles, up to 64 KiB, and it
-    /// shrinks back to this size after the first read that does not. Default 4 KiB
-    /// (minimum 256).
+    /// pass through it in pieces (binary payloads of at least this size, with nothing else
+    /// buffered, go straight from the stream into the message). While reads keep filling it
+    /// (a burst of small frames) it doubles, up to 64 KiB (a size above that does not
+    /// grow), and it shrinks back to this size before the next read after one that does not
+    /// fill it. Default 4 KiB (minimum 256).
     pub read_buffer_size: usize,
     /// Outgoing bytes are corked in a buffer and written once this many are queued (or on
     /// `flush`, `send`, or before `read` waits for input). Default 16 KiB.

@@ -9,8 +9,8 @@
 //! validated and moved into the message as soon as they are in the buffer, so the buffer
 //! never has to hold a whole frame; only a frame header and a control frame (at most
 //! 14 + 125 bytes) must ever fit in it at once. During a burst of small frames (a read that
-//! fills all the room it was given) the buffer doubles, up to 64 KiB, and it shrinks back to
-//! its resting size after the first short read. A large binary payload is read straight
+//! fills all the room it was given) the buffer doubles, up to 64 KiB (a resting size above
+//! that does not grow), and it shrinks back to its resting size after the first short read. A large binary payload is read straight
 //! into the message instead. Nothing is reserved from a frame's declared length: the message
 //! grows as its bytes arrive. All state lives in the struct, so a read that fails with
 //! `WouldBlock` loses nothing and the next call continues mid-frame.
@@ -602,8 +602,9 @@ impl Receiver {
         // 64 KiB, so pipelined messages take fewer system calls; a short read shrinks it back
         // before the next read, so a connection waits for input with the configured size.
         // Large frames do not grow it: their payloads are read straight into the message.
+        // A buffer configured above 64 KiB keeps its size.
         let size = match (self.last_read, self.large_frames) {
-            (LastRead::Full, false) => (self.buf.len() * 2).clamp(self.buffer_size, MAX_BUFFER),
+            (LastRead::Full, false) => (self.buf.len() * 2).min(MAX_BUFFER).max(self.buffer_size),
             _ => self.buffer_size,
         }
         .max(self.end + MIN_BUFFER / 2);
@@ -1216,6 +1217,47 @@ mod tests {
         r.release_idle();
         assert!(r.is_resting());
         assert_eq!(r.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn a_frame_refused_from_its_header_says_how_much_of_it_is_still_coming() {
+        let config = Config::default().max_frame_size(Some(500));
+        let mut r = Receiver::new(false, &config, Vec::new());
+        let wire = frame(true, 2, &[0u8; 1000], None);
+        let mut input = &wire[..104]; // the 4-byte header and 100 payload bytes
+        r.fill(&mut input).unwrap();
+        assert!(matches!(
+            r.poll(),
+            Err(Error::Capacity(CapacityError::FrameTooLarge {
+                size: 1000,
+                max: 500
+            }))
+        ));
+        assert_eq!(r.unread_payload(), 900);
+    }
+
+    #[test]
+    fn a_read_buffer_configured_above_the_burst_size_neither_grows_nor_panics() {
+        let config = Config::default().read_buffer_size(256 << 10);
+        let mut r = Receiver::new(false, &config, Vec::new());
+        let mut wire = Vec::new();
+        for _ in 0..6000 {
+            wire.extend(frame(true, 2, &[1u8; 100], None));
+        }
+        let mut input = &wire[..];
+        let mut count = 0;
+        loop {
+            match r.poll().unwrap() {
+                Some(Incoming::Data(_)) => count += 1,
+                Some(other) => panic!("unexpected {other:?}"),
+                None if input.is_empty() => break,
+                None => {
+                    r.fill(&mut input).unwrap();
+                    assert_eq!(r.buf.len(), 256 << 10);
+                }
+            }
+        }
+        assert_eq!(count, 6000);
     }
 
     #[test]
