@@ -69,6 +69,7 @@ pub struct Config {
     /// settings (RFC 7692). `None`: no compression; a server ignores offers and a client
     /// refuses a server that enables it. Default `None`.
     #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub deflate: Option<DeflateConfig>,
 }
 
@@ -148,6 +149,7 @@ impl Config {
 
     /// Sets [`deflate`](Self::deflate).
     #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub fn deflate(mut self, deflate: Option<DeflateConfig>) -> Self {
         self.deflate = deflate;
         self

@@ -164,6 +164,7 @@ impl Write for MaybeTlsStream {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl Socket for MaybeTlsStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.tcp().set_read_timeout(timeout)
@@ -190,6 +191,7 @@ macro_rules! impl_socket_for_tls {
     ($conn:ty) => {
         /// Timeouts and shutdown of the `TcpStream` under the TLS session; `close_session`
         /// sends `close_notify`.
+        #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
         impl Socket for StreamOwned<$conn, TcpStream> {
             fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
                 self.sock.set_read_timeout(timeout)
@@ -349,8 +351,10 @@ pub fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response)> {
     ClientBuilder::new(url).connect_tls()
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl ClientBuilder {
-    /// The TLS settings [`connect_tls`](Self::connect_tls) uses for `wss://` instead of the
+    /// The TLS settings (a [`rustls::ClientConfig`]) that
+    /// [`connect_tls`](Self::connect_tls) uses for `wss://` instead of the
     /// default (the `webpki-roots` Mozilla roots, no client certificate): trusted roots,
     /// client certificates, protocol versions. Do not offer ALPN `h2`: a WebSocket
     /// handshake is HTTP/1.1.
@@ -413,8 +417,9 @@ impl ClientBuilder {
     }
 }
 
-/// Performs the TLS handshake on an accepted connection with `tls`, then the WebSocket
-/// handshake, with the default [`Config`]. See [`accept_with`].
+/// Performs the TLS handshake on an accepted connection with `tls` (your certificate chain
+/// and key in a [`rustls::ServerConfig`]), then the WebSocket handshake, with
+/// the default [`Config`]. See [`accept_with`].
 ///
 /// ```no_run
 /// use std::net::TcpListener;

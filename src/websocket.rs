@@ -52,8 +52,9 @@ use crate::stream::{
 /// pieces.
 ///
 /// # Memory
-/// The read buffer rests at [`Config::read_buffer_size`] (it doubles up to 64 KiB during
-/// bursts of small frames): payloads go from it, or for large binary frames straight from
+/// The read buffer rests at [`Config::read_buffer_size`] (during bursts of small frames it
+/// doubles, up to 64 KiB or that size if larger): payloads go from it, or for large binary
+/// frames straight from
 /// the stream, into the message, which grows as bytes arrive (never by a frame's declared
 /// length). A message passed back to
 /// `write`/`send` lends its allocation (up to 64 KiB) to the next received message, so an
