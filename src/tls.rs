@@ -270,6 +270,7 @@ impl Write for MaybeTlsHalf {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl Socket for MaybeTlsHalf {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.tcp().set_read_timeout(timeout)
@@ -294,6 +295,7 @@ impl Socket for MaybeTlsHalf {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl WebSocket<MaybeTlsStream> {
     /// Splits a connection from [`tls::connect`](crate::tls::connect) for two threads, over
     /// the shared socket (`ws://`) or the shared TLS session (`wss://`, see
