@@ -35,8 +35,6 @@ use stdws::{Config, Error, Fanout, FanoutConfig, KeepAlive, PreparedMessage, Top
 /// build); 64 KiB leaves a margin, and 1000 clients reserve 64 MiB, not 8 GiB.
 const STACK_SIZE: usize = 64 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The reader wakes up this often to run the keep-alive timers.
-const READ_TIMEOUT: Duration = Duration::from_secs(1);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of updates that may wait for one client in the server before it is cut.
@@ -163,15 +161,17 @@ fn serve(stream: TcpStream, subscribers: &Topic) {
     }
     let config = Config::default()
         .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE))
-        .keepalive(Some(KeepAlive::new(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)));
-    let ws = match stdws::accept_with(stream, config, |_, _| Ok(())) {
+        .max_frame_size(Some(MAX_MESSAGE));
+    let mut ws = match stdws::accept_with(stream, config, |_, _| Ok(())) {
         Ok(ws) => ws,
         Err(e) => {
             eprintln!("broadcast_server: {peer}: handshake failed: {e}");
             return;
         }
     };
+    // The generic `accept` cannot set the socket's read timeout, so keep-alive is turned
+    // on here, where the stream is known to be a `TcpStream`.
+    ws.set_keepalive(Some(KeepAlive::new(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)));
     let (mut reader, writer) = match ws.split() {
         Ok(halves) => halves,
         Err(e) => {
@@ -179,9 +179,10 @@ fn serve(stream: TcpStream, subscribers: &Topic) {
             return;
         }
     };
-    // The read timeout is now the keep-alive tick.
-    if let Err(e) = reader.get_ref().set_read_timeout(Some(READ_TIMEOUT)) {
-        eprintln!("broadcast_server: {peer}: cannot set the read timeout: {e}");
+    // The handshake's read timeout is lifted: `read` waits for the keep-alive deadlines
+    // by itself.
+    if let Err(e) = reader.get_ref().set_read_timeout(None) {
+        eprintln!("broadcast_server: {peer}: cannot clear the read timeout: {e}");
         return;
     }
     // The subscription sets the socket's write timeout for the writer threads.
@@ -196,7 +197,6 @@ fn serve(stream: TcpStream, subscribers: &Topic) {
     let ended = loop {
         match reader.read() {
             Ok(_) => {} // pings and closes are answered by `read`; data is ignored
-            Err(e) if e.is_would_block() => {} // keep-alive tick
             Err(Error::ConnectionClosed(Some(frame))) => break format!("closed ({frame})"),
             Err(Error::ConnectionClosed(None)) => break "closed".to_owned(),
             Err(e) => break format!("error: {e}"),

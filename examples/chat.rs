@@ -55,9 +55,6 @@ use stdws::{
 const STACK_SIZE: usize = 64 * 1024;
 /// How long a client may take to send its HTTP request.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The reader wakes up this often to run the keep-alive timers (it must be shorter than
-/// `KEEPALIVE_INTERVAL`).
-const READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// Ping a participant that was silent this long...
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// ...and drop it if the pong (or anything else) does not come within this.
@@ -331,8 +328,7 @@ fn handle(server: &Server, stream: TcpStream) {
     }
     let config = Config::default()
         .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE))
-        .keepalive(Some(KeepAlive::new(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)));
+        .max_frame_size(Some(MAX_MESSAGE));
     let incoming = match IncomingRequest::read(stream, config) {
         Ok(incoming) => incoming,
         Err(e) => {
@@ -393,13 +389,16 @@ fn join(server: &Server, incoming: IncomingRequest<TcpStream>, peer: &str) {
     }
     // `accept` answers a request that is not a valid upgrade with the matching error
     // (400, 426, ...).
-    let ws = match incoming.accept() {
+    let mut ws = match incoming.accept() {
         Ok(ws) => ws,
         Err(e) => {
             eprintln!("chat: {peer}: handshake failed: {e}");
             return;
         }
     };
+    // The generic `accept` cannot set the socket's read timeout, so keep-alive is turned
+    // on here, where the stream is known to be a `TcpStream`.
+    ws.set_keepalive(Some(KeepAlive::new(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)));
     let (mut reader, writer) = match ws.split() {
         Ok(halves) => halves,
         Err(e) => {
@@ -407,9 +406,10 @@ fn join(server: &Server, incoming: IncomingRequest<TcpStream>, peer: &str) {
             return;
         }
     };
-    // From now on the read timeout is the keep-alive tick (see `Config::keepalive`).
-    if let Err(e) = reader.get_ref().set_read_timeout(Some(READ_TIMEOUT)) {
-        eprintln!("chat: {peer}: cannot set the read timeout: {e}");
+    // The handshake's read timeout is lifted: `read` waits for the keep-alive deadlines
+    // by itself.
+    if let Err(e) = reader.get_ref().set_read_timeout(None) {
+        eprintln!("chat: {peer}: cannot clear the read timeout: {e}");
         return;
     }
 
@@ -480,8 +480,6 @@ fn join(server: &Server, incoming: IncomingRequest<TcpStream>, peer: &str) {
             Ok(Message::Close(_)) => {}
             // Pings were answered by the library; the page sends no binary messages.
             Ok(_) => {}
-            // The read timeout fired: `read` ran the keep-alive timers. Nothing to do.
-            Err(e) if e.is_would_block() => {}
             Err(Error::ConnectionClosed(frame)) => {
                 break match frame {
                     Some(f) => format!("closed ({f})"),

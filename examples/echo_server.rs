@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use stdws::{Config, Error, KeepAlive, Message, PendingConnection, Server};
 
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -23,7 +22,7 @@ fn main() {
         .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
     // Idle connections are bounded by keep-alive: after KEEPALIVE_INTERVAL of silence `read`
     // pings the client, and fails the connection (1011) if it stays silent for
-    // KEEPALIVE_TIMEOUT more. The timers are checked when the read timeout fires. The
+    // KEEPALIVE_TIMEOUT more; `read` waits for these deadlines by itself. The
     // handshake is bounded by Config::handshake_timeout (10 s by default).
     let config =
         Config::default().keepalive(Some(KeepAlive::new(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)));
@@ -57,10 +56,6 @@ fn serve(pending: PendingConnection) {
             return;
         }
     };
-    if let Err(e) = ws.get_ref().set_read_timeout(Some(READ_TIMEOUT)) {
-        eprintln!("{peer}: cannot set the read timeout: {e}");
-        return;
-    }
     eprintln!("{peer}: connected");
     loop {
         // `write` queues the echo; `read` sends queued echoes before it waits for input,
@@ -76,8 +71,6 @@ fn serve(pending: PendingConnection) {
         };
         match result {
             Ok(()) => {}
-            // The read timeout fired (keep-alive was checked); nothing is lost.
-            Err(e) if e.is_would_block() => {}
             Err(Error::ConnectionClosed(_)) => {
                 eprintln!("{peer}: disconnected");
                 return;

@@ -31,7 +31,6 @@ use stdws::tls::rustls::ServerConfig;
 use stdws::{Config, Error, KeepAlive, Message};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -102,11 +101,6 @@ fn serve(stream: TcpStream, tls: Arc<ServerConfig>) {
             return;
         }
     };
-    // The keep-alive timers are checked when the read timeout fires.
-    if let Err(e) = ws.get_ref().sock.set_read_timeout(Some(READ_TIMEOUT)) {
-        eprintln!("{peer}: cannot set the read timeout: {e}");
-        return;
-    }
     eprintln!("{peer}: connected");
     loop {
         let result = match ws.read() {
@@ -123,7 +117,6 @@ fn serve(stream: TcpStream, tls: Arc<ServerConfig>) {
         };
         match result {
             Ok(()) => {}
-            Err(e) if e.is_would_block() => {}
             Err(Error::ConnectionClosed(_)) => {
                 eprintln!("{peer}: disconnected");
                 return;

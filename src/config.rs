@@ -39,10 +39,11 @@ pub struct Config {
     /// `None`: no limit. Default 10 s.
     pub handshake_timeout: Option<Duration>,
     /// Resting size of the read buffer, allocated on the first read. Payloads of any size
-    /// pass through it in pieces (large binary payloads go straight into the message). While
-    /// reads keep filling it (a burst of small frames) it doubles, up to 64 KiB, and it
-    /// shrinks back to this size after the first read that does not. Default 4 KiB
-    /// (minimum 256).
+    /// pass through it in pieces (binary payloads of at least this size, with nothing else
+    /// buffered, go straight from the stream into the message). While reads keep filling it
+    /// (a burst of small frames) it doubles, up to 64 KiB (a size above that does not
+    /// grow), and it shrinks back to this size before the next read after one that does not
+    /// fill it. Default 4 KiB (minimum 256).
     pub read_buffer_size: usize,
     /// Outgoing bytes are corked in a buffer and written once this many are queued (or on
     /// `flush`, `send`, or before `read` waits for input). Default 16 KiB.
@@ -55,13 +56,20 @@ pub struct Config {
     /// bytes. `None`: one frame per message. Default `None`.
     pub fragment_size: Option<usize>,
     /// Ping a silent peer and fail the connection if it stays silent (see [`KeepAlive`]).
-    /// Needs a read timeout on the socket, shorter than the interval: the timers are checked
-    /// when it fires. Default `None`.
+    /// `read` waits for the keep-alive deadlines by itself, setting the socket's read
+    /// timeout as it needs (and putting the caller's back), on connections that know their
+    /// stream is a [`Socket`](crate::Socket): those of [`Server`](crate::Server),
+    /// `connect`, `ClientBuilder::connect` and `tls`. The constructors generic over any
+    /// stream (`accept`, `accept_with`, `IncomingRequest::accept`, `client`) cannot set a
+    /// timeout and fail with [`Error::InvalidInput`](crate::Error::InvalidInput) when this is
+    /// set: use [`WebSocket::set_keepalive`](crate::WebSocket::set_keepalive) after their
+    /// handshake instead. Default `None`.
     pub keepalive: Option<KeepAlive>,
     /// Offer (client) or accept (server) permessage-deflate compression with these
     /// settings (RFC 7692). `None`: no compression; a server ignores offers and a client
     /// refuses a server that enables it. Default `None`.
     #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub deflate: Option<DeflateConfig>,
 }
 
@@ -141,6 +149,7 @@ impl Config {
 
     /// Sets [`deflate`](Self::deflate).
     #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub fn deflate(mut self, deflate: Option<DeflateConfig>) -> Self {
         self.deflate = deflate;
         self

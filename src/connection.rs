@@ -75,11 +75,37 @@ pub struct Connection {
     pub(crate) receiver: Receiver,
     pub(crate) out: Outgoing,
     pub(crate) keepalive: Option<Timer>,
+    /// What the opening handshake agreed on.
+    pub(crate) negotiated: Negotiated,
     /// The peer ended its stream (`filled(0)`).
     eof: bool,
     /// The latest ping that arrived while the output was over `max_write_buffer_size`: its
     /// pong is queued once the output drains below it (earlier ones are not answered).
     owed_pong: Option<Vec<u8>>,
+}
+
+/// What the opening handshake agreed on beyond the base protocol, readable for the
+/// connection's lifetime (also from both halves of a split one).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Negotiated {
+    /// The subprotocol the server chose (`Sec-WebSocket-Protocol`).
+    pub subprotocol: Option<String>,
+    /// The permessage-deflate parameters, if compression is on.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateParams>,
+}
+
+impl Negotiated {
+    /// The subprotocol the server chose, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// The agreed permessage-deflate parameters, if compression is on.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(&self) -> Option<crate::deflate::DeflateParams> {
+        self.deflate
+    }
 }
 
 impl Connection {
@@ -103,6 +129,7 @@ impl Connection {
             receiver: Receiver::new(role == Role::Server, &config, read_buffered),
             out: Outgoing::new(Sender::new(rng, config.fragment_size), &config),
             keepalive: None,
+            negotiated: Negotiated::default(),
             eof: false,
             owed_pong: None,
             role,
@@ -113,7 +140,8 @@ impl Connection {
     /// Hands the permessage-deflate parameters agreed in the handshake to the connection.
     #[cfg(feature = "deflate")]
     pub(crate) fn set_deflate(&mut self, params: crate::deflate::Params) {
-        use crate::deflate::{Compressor, Decompressor};
+        use crate::deflate::{Compressor, Decompressor, DeflateParams};
+        self.negotiated.deflate = Some(DeflateParams::from_agreed(params, self.role));
         let config = self.config.deflate.clone().unwrap_or_default();
         self.receiver
             .set_inflater(Decompressor::new(params.decompress));
@@ -137,6 +165,21 @@ impl Connection {
     /// This connection's configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The subprotocol the server chose in the opening handshake (`Sec-WebSocket-Protocol`),
+    /// if any: in the server role, what the handshake's callback set; in the client role,
+    /// one of those offered. `None` for a connection made with [`new`](Self::new).
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.negotiated.subprotocol()
+    }
+
+    /// The permessage-deflate parameters agreed in the opening handshake, or `None` if
+    /// messages are not compressed.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate(&self) -> Option<crate::DeflateParams> {
+        self.negotiated.deflate()
     }
 
     /// Where the next bytes from the network go. Read into it, then call

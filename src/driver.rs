@@ -12,17 +12,18 @@
 //!   vectored write, no copy), masking a client's payload in place or in 64 KiB pieces.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::close::CloseFrame;
 use crate::error::{is_retryable, CapacityError, Error, ProtocolError, Result};
 use crate::frame::OpCode;
-use crate::keepalive::{Tick, Timer};
+use crate::keepalive::{read_wait, timeout_is_callers, Tick, Timer};
 use crate::message::Message;
 use crate::outgoing::{check_control_payload, failure_close, Outgoing};
 use crate::prepared::PreparedMessage;
 use crate::receiver::{Incoming, Payload, Receiver};
 use crate::sender::{PayloadBuf, Sender, MASK_CHUNK};
+use crate::socket::ReadTimeout;
 use crate::state::{Lifecycle, Role};
 
 /// What the read loop needs from a connection besides the receiver: the stream to read,
@@ -46,6 +47,9 @@ pub(crate) trait Halves {
     fn before_wait(&mut self) -> Result<()>;
     /// A read timeout fired: act on the keep-alive timer.
     fn keep_alive(&mut self, timer: &mut Timer) -> Result<()>;
+    /// The reader's read-timeout controls, if the connection was built knowing them (see
+    /// [`ReadTimeout`]).
+    fn read_timeout(&self) -> Option<ReadTimeout<Self::R>>;
     /// After the closing handshake: push out a close reply still queued.
     fn flush_close_reply(&mut self) -> Result<()>;
     /// Reports the finished closing handshake (once).
@@ -56,6 +60,7 @@ pub(crate) trait Halves {
 pub(crate) struct Joined<'a, T> {
     pub stream: &'a mut T,
     pub out: &'a mut Outgoing,
+    pub timeouts: Option<&'a ReadTimeout<T>>,
 }
 
 impl<T: Write> Joined<'_, T> {
@@ -93,6 +98,10 @@ impl<T: Read + Write> Halves for Joined<'_, T> {
     }
     fn keep_alive(&mut self, timer: &mut Timer) -> Result<()> {
         self.side().keep_alive(timer, Instant::now())
+    }
+    #[inline]
+    fn read_timeout(&self) -> Option<ReadTimeout<T>> {
+        self.timeouts.cloned()
     }
     fn flush_close_reply(&mut self) -> Result<()> {
         self.side().flush_queued()
@@ -154,21 +163,24 @@ pub(crate) fn read_next<H: Halves>(
             }
             Ok(Some(Incoming::StreamStart { text })) => return Ok(Got::StreamStart { text }),
             Ok(None) => {}
-            Err(e) => return Err(halves.fail(e)),
+            Err(e) => return Err(fail_reading(halves, receiver, e)),
         }
         wait_for_input(halves, keepalive, |r| fill(receiver, r))?;
     }
 }
 
 /// Reads the next message, asking the receiver to stream it if it is a data message
-/// (returned as `Got::StreamStart`); a control message is returned as it is.
+/// (returned as `Got::StreamStart`), within `limit` bytes instead of the configured limits
+/// if given; a control message is returned as it is.
 pub(crate) fn read_stream_start<H: Halves>(
     halves: &mut H,
     receiver: &mut Receiver,
     role: Role,
     keepalive: &mut Option<Timer>,
+    limit: Option<u64>,
 ) -> Result<Got> {
     receiver.stream_next(true);
+    receiver.stream_limit(limit);
     let got = read_next(halves, receiver, role, keepalive);
     receiver.stream_next(false);
     got
@@ -177,13 +189,22 @@ pub(crate) fn read_stream_start<H: Halves>(
 /// Writes out what is owed to the peer, then reads input with `read`. Returns how many
 /// bytes arrived (0 after `Interrupted`: try again); the end of the stream and fatal errors
 /// end the connection; a read timeout runs the keep-alive timer and is returned.
+///
+/// With keep-alive on a stream whose read timeout the connection can set
+/// ([`Halves::read_timeout`]), the wait is [`wait_by_itself`]: the caller sees only its own
+/// timeouts.
 #[inline]
 pub(crate) fn wait_for_input<H: Halves>(
     halves: &mut H,
     keepalive: &mut Option<Timer>,
-    read: impl FnOnce(&mut H::R) -> std::io::Result<usize>,
+    mut read: impl FnMut(&mut H::R) -> std::io::Result<usize>,
 ) -> Result<usize> {
     halves.before_wait()?;
+    if let Some(timer) = keepalive.as_mut() {
+        if let Some(control) = halves.read_timeout() {
+            return wait_by_itself(halves, timer, control, read);
+        }
+    }
     match read(halves.reader()) {
         Ok(0) => Err(halves.end(Error::AbnormalClosure)),
         Ok(n) => {
@@ -201,6 +222,126 @@ pub(crate) fn wait_for_input<H: Halves>(
         }
         Err(e) => Err(halves.end(e.into())),
     }
+}
+
+/// [`wait_for_input`] with the keep-alive timer on a stream whose read timeout it can set:
+/// each read blocks at most until the timer's next deadline (or the caller's own read
+/// timeout, measured from this call, if that comes first); the timer acts when it fires
+/// and the wait goes on. The caller's timeout is put back before returning, and only a
+/// timeout that is the caller's (see [`timeout_is_callers`]) is returned.
+fn wait_by_itself<H: Halves>(
+    halves: &mut H,
+    timer: &mut Timer,
+    control: ReadTimeout<H::R>,
+    mut read: impl FnMut(&mut H::R) -> std::io::Result<usize>,
+) -> Result<usize> {
+    let callers = control.get(halves.reader())?;
+    let started = Instant::now();
+    let caller = callers.map(|t| started + t);
+    let mut set = callers;
+    let result = loop {
+        let now = Instant::now();
+        let wait = read_wait(now, timer.deadline(), caller);
+        let waited_for = now + wait;
+        // The caller's own timeout is left as it is while it comes first.
+        let callers_first = set == callers && caller == Some(waited_for);
+        if !callers_first && set != Some(wait) {
+            if let Err(e) = control.set(halves.reader(), Some(wait)) {
+                break Err(e.into());
+            }
+            set = Some(wait);
+        }
+        match read(halves.reader()) {
+            Ok(0) => break Err(halves.end(Error::AbnormalClosure)),
+            Ok(n) => {
+                timer.heard(Instant::now());
+                break Ok(n);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => break Ok(0),
+            Err(e) if is_retryable(e.kind()) => {
+                if let Err(failed) = halves.keep_alive(timer) {
+                    break Err(failed);
+                }
+                if timeout_is_callers(Instant::now(), waited_for, caller) {
+                    break Err(e.into());
+                }
+            }
+            Err(e) => break Err(halves.end(e.into())),
+        }
+    };
+    if set != callers {
+        // The stream may be gone (the connection ended): nothing to restore then.
+        let _ = control.set(halves.reader(), callers);
+    }
+    result
+}
+
+/// Most bytes of a refused message read and discarded by [`drain`].
+const DRAIN_BYTES: usize = 64 << 20;
+/// Longest [`drain`] may take.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// After the rest of the refused frame, [`drain`] stops once the peer has sent nothing for
+/// this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
+
+/// Fails the connection for the peer's `error` (see [`Halves::fail`]). A message refused
+/// for its size (close code 1009) is likely still arriving, and the peer, busy sending it,
+/// has not read the close frame yet: closing the socket with unread input would make the
+/// kernel reset the connection, and the peer would see `ECONNRESET` instead of the 1009.
+/// So the rest of what it sends is read and discarded first ([`drain`]).
+fn fail_reading<H: Halves>(halves: &mut H, receiver: &Receiver, error: Error) -> Error {
+    let too_large = matches!(
+        error,
+        Error::Capacity(
+            CapacityError::MessageTooLarge { .. } | CapacityError::FrameTooLarge { .. }
+        )
+    );
+    let error = halves.fail(error);
+    if too_large {
+        drain(halves, receiver.unread_payload());
+    }
+    error
+}
+
+/// Reads and discards what the peer still sends: the `unread` rest of the refused frame,
+/// then anything more until it pauses for [`DRAIN_QUIET`] (or the stream ends), for at most
+/// [`DRAIN_TIME`] and [`DRAIN_BYTES`]. Only on a stream whose read timeout the connection
+/// can set: elsewhere a read could block forever, and nothing is read. The caller's read
+/// timeout is put back.
+fn drain<H: Halves>(halves: &mut H, unread: u64) {
+    let Some(control) = halves.read_timeout() else {
+        return;
+    };
+    let Ok(callers) = control.get(halves.reader()) else {
+        return;
+    };
+    let deadline = Instant::now() + DRAIN_TIME;
+    let mut left = DRAIN_BYTES;
+    let mut announced = unread;
+    let mut buf = vec![0u8; 16 << 10];
+    while left > 0 {
+        let time = deadline.saturating_duration_since(Instant::now());
+        // The refused frame's rest is on its way: wait for it as long as allowed.
+        let wait = if announced > 0 {
+            time
+        } else {
+            time.min(DRAIN_QUIET)
+        };
+        if time.is_zero() || control.set(halves.reader(), Some(wait)).is_err() {
+            break;
+        }
+        let room = left.min(buf.len());
+        match halves.reader().read(&mut buf[..room]) {
+            Ok(0) => break,
+            Ok(n) => {
+                left -= n.min(left);
+                announced = announced.saturating_sub(n as u64);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = control.set(halves.reader(), callers);
 }
 
 /// Reads once from `stream` into the room the receiver offers (its read buffer, or the end of
@@ -303,7 +444,7 @@ pub(crate) fn read_payload<H: Halves>(
                     })?;
                     if n > 0 {
                         if let Err(e) = receiver.take_direct(&mut dst[..n]) {
-                            return Err(halves.fail(e));
+                            return Err(fail_reading(halves, receiver, e));
                         }
                         return Ok(Some(n));
                     }
@@ -311,7 +452,7 @@ pub(crate) fn read_payload<H: Halves>(
                     wait_for_input(halves, keepalive, |r| fill(receiver, r))?;
                 }
             }
-            Err(e) => return Err(halves.fail(e)),
+            Err(e) => return Err(fail_reading(halves, receiver, e)),
         }
     }
 }

@@ -79,6 +79,7 @@ pub enum Error {
     /// version. After the handshake, TLS failures are [`Error::Io`] errors of kind
     /// `InvalidData` that carry the `rustls::Error`.
     #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     Tls(rustls::Error),
 }
 
@@ -171,6 +172,7 @@ impl From<io::Error> for Error {
 }
 
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl From<rustls::Error> for Error {
     fn from(e: rustls::Error) -> Self {
         Error::Tls(e)

@@ -1,10 +1,11 @@
 //! Keep-alive (RFC 6455 §5.5.2-5.5.3): ping a quiet peer, and give up on one whose pong
 //! does not come.
 //!
-//! No extra thread: the reader checks the timers whenever the stream's read timeout fires
-//! (and on every read), so the caller sets a read timeout shorter than the interval and keeps
-//! calling `read`. The timer logic here is pure; the read loop acts on what [`Timer::tick`]
-//! says.
+//! No extra thread: the reader checks the timers whenever a read on the stream times out.
+//! On a stream whose read timeout the connection can set (a [`Socket`](crate::Socket)), the
+//! read loop waits only until the next deadline by itself ([`read_wait`]) and gives the
+//! caller only the timeouts that are the caller's ([`timeout_is_callers`]). The timer logic
+//! here is pure, on the time passed in; the read loop acts on what [`Timer::tick`] says.
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,34 @@ impl Timer {
     }
 }
 
+/// The shortest read timeout the read loop sets: a timer that is due (a ping that could not
+/// go out because a writer holds the socket) is retried this often, not in a busy loop.
+const MIN_WAIT: Duration = Duration::from_millis(2);
+
+/// How early a timed-out read may return and still count as the timeout that was set: a
+/// kernel rounds socket timeouts to its clock tick (10 ms at 100 Hz).
+const SLACK: Duration = Duration::from_millis(10);
+
+/// How long the next read may block, at `now`, when the read loop waits by itself: until
+/// the keep-alive `deadline` or the `caller`'s own read deadline, whichever comes first.
+pub(crate) fn read_wait(now: Instant, deadline: Instant, caller: Option<Instant>) -> Duration {
+    let until = caller.map_or(deadline, |c| c.min(deadline));
+    until.saturating_duration_since(now).max(MIN_WAIT)
+}
+
+/// Whether a read that timed out at `now`, having waited for `waited_for` (what
+/// [`read_wait`] allowed), is reported to the caller: the caller's own read timeout ran out,
+/// or the stream gave up well before `waited_for` (a non-blocking stream, or one whose read
+/// timeout is not the one set). Otherwise it is the keep-alive timer's own wake-up, which
+/// the caller never sees.
+pub(crate) fn timeout_is_callers(
+    now: Instant,
+    waited_for: Instant,
+    caller: Option<Instant>,
+) -> bool {
+    caller.is_some_and(|c| now + SLACK >= c) || now + SLACK < waited_for
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +149,35 @@ mod tests {
         timer.heard(s(11));
         assert_eq!(timer.tick(s(16)), Tick::Nothing);
         assert_eq!(timer.tick(s(21)), Tick::SendPing);
+    }
+
+    #[test]
+    fn the_loop_waits_for_the_nearer_deadline() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert_eq!(read_wait(t0, ms(500), None), Duration::from_millis(500));
+        assert_eq!(
+            read_wait(t0, ms(500), Some(ms(200))),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            read_wait(t0, ms(500), Some(ms(900))),
+            Duration::from_millis(500)
+        );
+        // A due timer is retried after a short wait, never with a zero (blocking) timeout.
+        assert_eq!(read_wait(ms(600), ms(500), None), MIN_WAIT);
+    }
+
+    #[test]
+    fn only_the_callers_timeouts_reach_the_caller() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        // Our own wake-up at the keep-alive deadline (or a clock tick before it).
+        assert!(!timeout_is_callers(ms(500), ms(500), None));
+        assert!(!timeout_is_callers(ms(495), ms(500), Some(ms(900))));
+        // The caller's timeout ran out.
+        assert!(timeout_is_callers(ms(200), ms(200), Some(ms(200))));
+        // A non-blocking stream: `WouldBlock` at once.
+        assert!(timeout_is_callers(t0, ms(500), None));
     }
 }

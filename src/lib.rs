@@ -68,6 +68,7 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod close;
 mod config;
@@ -84,6 +85,7 @@ mod keepalive;
 mod mask;
 mod message;
 mod outgoing;
+mod percent;
 mod prepared;
 mod protocol;
 mod rand;
@@ -96,6 +98,7 @@ mod split;
 mod state;
 mod stream;
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
 #[cfg(feature = "rustls")]
 mod tls_shared;
@@ -109,7 +112,8 @@ use std::net::TcpStream;
 pub use crate::close::{CloseCode, CloseFrame};
 pub use crate::config::Config;
 #[cfg(feature = "deflate")]
-pub use crate::deflate::DeflateConfig;
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+pub use crate::deflate::{DeflateConfig, DeflateParams};
 pub use crate::error::{CapacityError, Error, HandshakeError, ProtocolError, Result, UrlError};
 pub use crate::fanout::{Cut, Delivery, Fanout, FanoutConfig, Subscription, Topic};
 pub use crate::handshake::client::ClientBuilder;

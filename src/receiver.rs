@@ -9,8 +9,8 @@
 //! validated and moved into the message as soon as they are in the buffer, so the buffer
 //! never has to hold a whole frame; only a frame header and a control frame (at most
 //! 14 + 125 bytes) must ever fit in it at once. During a burst of small frames (a read that
-//! fills all the room it was given) the buffer doubles, up to 64 KiB, and it shrinks back to
-//! its resting size after the first short read. A large binary payload is read straight
+//! fills all the room it was given) the buffer doubles, up to 64 KiB (a resting size above
+//! that does not grow), and it shrinks back to its resting size after the first short read. A large binary payload is read straight
 //! into the message instead. Nothing is reserved from a frame's declared length: the message
 //! grows as its bytes arrive. All state lives in the struct, so a read that fails with
 //! `WouldBlock` loses nothing and the next call continues mid-frame.
@@ -136,6 +136,8 @@ struct StreamState {
     utf8: Option<Utf8Validator>,
     len: u64,
     max: u64,
+    /// The largest frame accepted in this message.
+    max_frame: u64,
     /// The message is compressed: its payload goes through the inflater.
     compressed: bool,
     /// A compressed message's last frame was inflated; what it produced is being handed out.
@@ -211,6 +213,12 @@ pub(crate) struct Receiver {
     max_message: u64,
     /// The next data message is streamed (see [`Receiver::stream_next`]).
     stream_next: bool,
+    /// The size limit of the next streamed message, for it and each of its frames, instead
+    /// of the configured ones (see [`Receiver::stream_limit`]).
+    stream_max: Option<u64>,
+    /// The payload bytes of a data frame refused from its header that had not arrived (see
+    /// [`Receiver::unread_payload`]).
+    refused_rest: u64,
     /// permessage-deflate, when negotiated.
     #[cfg(feature = "deflate")]
     inflate: Option<Inflate>,
@@ -246,6 +254,8 @@ impl Receiver {
             max_frame: limit(config.max_frame_size),
             max_message: limit(config.max_message_size),
             stream_next: false,
+            stream_max: None,
+            refused_rest: 0,
             #[cfg(feature = "deflate")]
             inflate: None,
             spare: Vec::new(),
@@ -377,7 +387,14 @@ impl Receiver {
             };
             return Ok(Next::Incoming(Incoming::Data(message)));
         }
-        let started = self.start_data_frame(&header)?;
+        let started = match self.start_data_frame(&header) {
+            Ok(started) => started,
+            Err(e) => {
+                let buffered = (self.end - body) as u64;
+                self.refused_rest = header.payload_len.saturating_sub(buffered);
+                return Err(e);
+            }
+        };
         self.start = body;
         Ok(match started {
             Some(text) => Next::Incoming(Incoming::StreamStart { text }),
@@ -390,6 +407,27 @@ impl Receiver {
     /// [`poll_payload`](Self::poll_payload).
     pub fn stream_next(&mut self, on: bool) {
         self.stream_next = on;
+        if !on {
+            self.stream_max = None;
+        }
+    }
+
+    /// After the peer's data frame was refused (its size, its bytes): how many of its payload
+    /// bytes have not arrived yet, as its header announced them. The peer is likely still
+    /// sending them.
+    pub fn unread_payload(&self) -> u64 {
+        match &self.frame {
+            Some(frame) => frame
+                .remaining
+                .saturating_sub((self.end - self.start) as u64),
+            None => self.refused_rest,
+        }
+    }
+
+    /// Bounds the next streamed message, and each of its frames, by `max` bytes instead of
+    /// the configured limits (`None`: the configured ones). Cleared with `stream_next(false)`.
+    pub fn stream_limit(&mut self, max: Option<u64>) {
+        self.stream_max = max;
     }
 
     /// The streamed message's next payload bytes: copies (unmasked and validated) into
@@ -574,8 +612,9 @@ impl Receiver {
         // 64 KiB, so pipelined messages take fewer system calls; a short read shrinks it back
         // before the next read, so a connection waits for input with the configured size.
         // Large frames do not grow it: their payloads are read straight into the message.
+        // A buffer configured above 64 KiB keeps its size.
         let size = match (self.last_read, self.large_frames) {
-            (LastRead::Full, false) => (self.buf.len() * 2).clamp(self.buffer_size, MAX_BUFFER),
+            (LastRead::Full, false) => (self.buf.len() * 2).min(MAX_BUFFER).max(self.buffer_size),
             _ => self.buffer_size,
         }
         .max(self.end + MIN_BUFFER / 2);
@@ -689,10 +728,13 @@ impl Receiver {
         match header.opcode {
             OpCode::Text | OpCode::Binary if self.stream_next => {
                 let text = header.opcode == OpCode::Text;
+                let (max_frame, max) = self.limits();
+                self.stream_max = None;
                 self.message = Some(Partial::Stream(StreamState {
                     utf8: text.then(Utf8Validator::default),
                     len: 0,
-                    max: self.max_message,
+                    max,
+                    max_frame,
                     compressed: header.rsv != 0,
                     ending: false,
                 }));
@@ -733,10 +775,11 @@ impl Receiver {
     /// any of its payload is read (`message_so_far` `None`: a compressed message, checked
     /// against the frame limit only).
     fn check_size(&self, header: &FrameHeader, message_so_far: Option<u64>) -> Result<(), Error> {
-        if header.payload_len > self.max_frame {
+        let (max_frame, max_message) = self.limits();
+        if header.payload_len > max_frame {
             return Err(CapacityError::FrameTooLarge {
                 size: header.payload_len,
-                max: self.max_frame as usize,
+                max: usize::try_from(max_frame).unwrap_or(usize::MAX),
             }
             .into());
         }
@@ -744,14 +787,24 @@ impl Receiver {
             return Ok(());
         };
         let total = message_so_far.saturating_add(header.payload_len);
-        if total > self.max_message {
+        if total > max_message {
             return Err(CapacityError::MessageTooLarge {
                 size: total,
-                max: self.max_message as usize,
+                max: usize::try_from(max_message).unwrap_or(usize::MAX),
             }
             .into());
         }
         Ok(())
+    }
+
+    /// The (frame, message) size limits for the data frame about to start or continue: a
+    /// streamed message's own, or for the first frame of one, the limit asked for it.
+    fn limits(&self) -> (u64, u64) {
+        match (&self.message, self.stream_max) {
+            (Some(Partial::Stream(s)), _) => (s.max_frame, s.max),
+            (None, Some(max)) if self.stream_next => (max, max),
+            _ => (self.max_frame, self.max_message),
+        }
     }
 
     /// The message's last frame ended: returns it, or `None` for a streamed message (whose
@@ -1187,6 +1240,47 @@ mod tests {
         r.release_idle();
         assert!(r.is_resting());
         assert_eq!(r.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn a_frame_refused_from_its_header_says_how_much_of_it_is_still_coming() {
+        let config = Config::default().max_frame_size(Some(500));
+        let mut r = Receiver::new(false, &config, Vec::new());
+        let wire = frame(true, 2, &[0u8; 1000], None);
+        let mut input = &wire[..104]; // the 4-byte header and 100 payload bytes
+        r.fill(&mut input).unwrap();
+        assert!(matches!(
+            r.poll(),
+            Err(Error::Capacity(CapacityError::FrameTooLarge {
+                size: 1000,
+                max: 500
+            }))
+        ));
+        assert_eq!(r.unread_payload(), 900);
+    }
+
+    #[test]
+    fn a_read_buffer_configured_above_the_burst_size_neither_grows_nor_panics() {
+        let config = Config::default().read_buffer_size(256 << 10);
+        let mut r = Receiver::new(false, &config, Vec::new());
+        let mut wire = Vec::new();
+        for _ in 0..6000 {
+            wire.extend(frame(true, 2, &[1u8; 100], None));
+        }
+        let mut input = &wire[..];
+        let mut count = 0;
+        loop {
+            match r.poll().unwrap() {
+                Some(Incoming::Data(_)) => count += 1,
+                Some(other) => panic!("unexpected {other:?}"),
+                None if input.is_empty() => break,
+                None => {
+                    r.fill(&mut input).unwrap();
+                    assert_eq!(r.buf.len(), 256 << 10);
+                }
+            }
+        }
+        assert_eq!(count, 6000);
     }
 
     #[test]

@@ -34,10 +34,12 @@ const LINGER_BYTES: usize = 64 << 10;
 /// [`HandshakeError::TimedOut`] after that long, one that trickles its request within
 /// twice that at most. A refused client gets its HTTP answer before the socket closes.
 ///
-/// After the handshake the socket has no timeouts again, and a client that stays connected
-/// and silent holds its thread. Bound idle connections with a read timeout on
-/// `ws.get_ref()` and [`Config::keepalive`]: `read` then pings a quiet client and fails the
-/// connection if it stays silent (see [`KeepAlive`](crate::KeepAlive)).
+/// After the handshake the socket has its own timeouts again (none by default), and a client
+/// that stays connected and silent would hold its thread. Bound idle connections with
+/// [`Config::keepalive`]: `read` then pings a quiet client and fails the connection with
+/// [`Error::KeepAliveTimeout`](crate::Error::KeepAliveTimeout) if it stays silent (see
+/// [`KeepAlive`](crate::KeepAlive)), waiting for these deadlines by itself: no read
+/// timeout is needed.
 ///
 /// ```
 /// use std::time::Duration;
@@ -54,12 +56,10 @@ const LINGER_BYTES: usize = 64 << 10;
 ///         let Ok(pending) = pending else { continue }; // e.g. out of file descriptors
 ///         std::thread::spawn(move || -> stdws::Result<()> {
 ///             let mut ws = pending.accept()?; // the handshake, on this thread
-///             ws.get_ref().set_read_timeout(Some(Duration::from_secs(1)))?;
 ///             loop {
 ///                 match ws.read() {
 ///                     Ok(msg) if msg.is_data() => ws.send(msg)?,
 ///                     Ok(_) => {}
-///                     Err(e) if e.is_would_block() => {} // keep-alive timers were checked
 ///                     Err(stdws::Error::ConnectionClosed(_)) => return Ok(()),
 ///                     Err(e) => return Err(e),
 ///                 }
@@ -218,7 +218,11 @@ impl PendingConnection {
         F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
     {
         self.handshake(
-            |stream, config| IncomingRequest::read(stream, config)?.accept_with(callback),
+            |stream, config| {
+                IncomingRequest::read(stream, config)?
+                    .with_read_timeouts()
+                    .accept_with(callback)
+            },
             WebSocket::get_ref,
         )
     }
@@ -228,7 +232,10 @@ impl PendingConnection {
     /// are lifted before this returns, so set a write timeout on
     /// [`IncomingRequest::get_ref`] before answering with a large body.
     pub fn read_request(self) -> Result<IncomingRequest<TcpStream>, Error> {
-        self.handshake(IncomingRequest::read, IncomingRequest::get_ref)
+        self.handshake(
+            |stream, config| Ok(IncomingRequest::read(stream, config)?.with_read_timeouts()),
+            IncomingRequest::get_ref,
+        )
     }
 
     /// Runs `step` with the handshake's socket options, then restores the timeouts on the

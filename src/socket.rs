@@ -178,3 +178,78 @@ impl Socket for SharedTcpStream {
         self.0.shutdown(Shutdown::Both)
     }
 }
+
+/// The read-timeout controls of a stream type, taken where the type is known to be a
+/// [`Socket`] (`connect`, [`Server`](crate::Server), `tls`, [`WebSocket::set_keepalive`](
+/// crate::WebSocket::set_keepalive)) and kept by a connection whose own code is generic over
+/// any `Read + Write`: with them, the read loop can wait for the next keep-alive deadline
+/// by itself. The reading half of a split connection reaches the timeouts through the
+/// socket under both halves.
+pub(crate) struct ReadTimeout<T> {
+    how: Control<T>,
+}
+
+enum Control<T> {
+    /// The stream's own `Socket` methods.
+    Stream {
+        get: fn(&T) -> io::Result<Option<Duration>>,
+        set: fn(&T, Option<Duration>) -> io::Result<()>,
+    },
+    /// The socket under the stream (timeouts belong to the socket, not to one handle).
+    Shared(SharedTcpStream),
+}
+
+impl<T> Clone for ReadTimeout<T> {
+    fn clone(&self) -> Self {
+        let how = match &self.how {
+            Control::Stream { get, set } => Control::Stream {
+                get: *get,
+                set: *set,
+            },
+            Control::Shared(socket) => Control::Shared(socket.clone()),
+        };
+        ReadTimeout { how }
+    }
+}
+
+impl<T> std::fmt::Debug for ReadTimeout<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadTimeout")
+    }
+}
+
+impl<T: Socket> ReadTimeout<T> {
+    /// The controls of `T`.
+    pub fn of() -> Self {
+        let how = Control::Stream {
+            get: <T as Socket>::read_timeout,
+            set: <T as Socket>::set_read_timeout,
+        };
+        ReadTimeout { how }
+    }
+}
+
+impl<T> ReadTimeout<T> {
+    /// The controls of any stream over `socket`.
+    pub fn shared(socket: SharedTcpStream) -> Self {
+        ReadTimeout {
+            how: Control::Shared(socket),
+        }
+    }
+
+    /// The stream's read timeout (`None`: it blocks).
+    pub fn get(&self, stream: &T) -> io::Result<Option<Duration>> {
+        match &self.how {
+            Control::Stream { get, .. } => get(stream),
+            Control::Shared(socket) => socket.read_timeout(),
+        }
+    }
+
+    /// Sets the stream's read timeout.
+    pub fn set(&self, stream: &T, timeout: Option<Duration>) -> io::Result<()> {
+        match &self.how {
+            Control::Stream { set, .. } => set(stream, timeout),
+            Control::Shared(socket) => socket.set_read_timeout(timeout),
+        }
+    }
+}

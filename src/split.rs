@@ -25,8 +25,9 @@
 //! - Nobody answers: [`WriteHalf::shutdown`] shuts the socket down, which wakes a reader
 //!   blocked in `read` (it returns `AbnormalClosure`, or `ConnectionClosed` if the closing
 //!   handshake had finished) and a writer blocked in a send. Keep-alive (see
-//!   [`Config::keepalive`](crate::Config)) and read timeouts bound how long a reader waits on
-//!   a silent peer, also after our close frame.
+//!   [`Config::keepalive`](crate::Config); the reader waits for its deadlines by itself when
+//!   the connection can set the socket's read timeout) and read timeouts bound how long a
+//!   reader waits on a silent peer, also after our close frame.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -36,6 +37,7 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use crate::close::{CloseCode, CloseFrame};
+use crate::connection::Negotiated;
 use crate::driver::{read_message, read_payload, read_stream_start, Got, Halves, WriteSide};
 use crate::error::{Error, Result};
 use crate::frame::OpCode;
@@ -44,7 +46,7 @@ use crate::message::Message;
 use crate::outgoing::{failure_close, Outgoing};
 use crate::prepared::PreparedMessage;
 use crate::receiver::Receiver;
-use crate::socket::{SharedTcpStream, Socket};
+use crate::socket::{ReadTimeout, SharedTcpStream, Socket};
 use crate::state::{Lifecycle, Role, State};
 use crate::stream::{
     FrameSink, MessageKind, MessageReader, MessageWriter, PayloadSource, Streamed,
@@ -77,6 +79,8 @@ pub(crate) struct Shared<W> {
     turn: Mutex<Option<ThreadId>>,
     /// Signalled when the turn is given back and when the connection stops being open.
     turn_free: Condvar,
+    /// What the opening handshake agreed on, for both halves to read.
+    negotiated: Negotiated,
 }
 
 impl<W> std::fmt::Debug for Shared<W> {
@@ -102,8 +106,10 @@ impl<W: Write> Shared<W> {
         out: Outgoing,
         control: Option<Box<dyn Socket + Send + Sync>>,
         handle: Option<SharedTcpStream>,
+        negotiated: Negotiated,
     ) -> Shared<W> {
         Shared {
+            negotiated,
             state: AtomicU8::new(out.state.state().code()),
             io: Mutex::new(Io { stream, out }),
             pong: Mutex::new(VecDeque::new()),
@@ -231,6 +237,8 @@ pub struct ReadHalf<R = SharedTcpStream, W = R> {
     receiver: Receiver,
     role: Role,
     keepalive: Option<Timer>,
+    /// The read stream's timeout controls, if known (see `WebSocket`'s).
+    timeouts: Option<ReadTimeout<R>>,
     /// The reader's own view of the connection (never `CloseSent`: that is the writers'),
     /// so that it never waits for the write lock to know where it stands.
     phase: Lifecycle,
@@ -242,7 +250,7 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
         stream: R,
         receiver: Receiver,
         role: Role,
-        keepalive: Option<Timer>,
+        (keepalive, timeouts): (Option<Timer>, Option<ReadTimeout<R>>),
         shared: Arc<Shared<W>>,
     ) -> Self {
         let keepalive = keepalive.map(|mut t| {
@@ -258,6 +266,7 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
             receiver,
             role,
             keepalive,
+            timeouts,
             phase,
             shared,
         }
@@ -271,6 +280,7 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
             stream: &mut self.stream,
             shared: &self.shared,
             phase: &mut self.phase,
+            timeouts: self.timeouts.as_ref(),
         };
         read_message(
             &mut halves,
@@ -283,16 +293,29 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
     /// Reads the next message as a stream, exactly like
     /// [`WebSocket::read_stream`](crate::WebSocket::read_stream).
     pub fn read_stream(&mut self) -> Result<Streamed<'_>> {
+        self.read_stream_within(None)
+    }
+
+    /// Reads one message as a stream within `max_size` bytes instead of the configured
+    /// limits, exactly like
+    /// [`WebSocket::read_stream_with_limit`](crate::WebSocket::read_stream_with_limit).
+    pub fn read_stream_with_limit(&mut self, max_size: usize) -> Result<Streamed<'_>> {
+        self.read_stream_within(Some(max_size as u64))
+    }
+
+    fn read_stream_within(&mut self, limit: Option<u64>) -> Result<Streamed<'_>> {
         let mut halves = SplitHalves {
             stream: &mut self.stream,
             shared: &self.shared,
             phase: &mut self.phase,
+            timeouts: self.timeouts.as_ref(),
         };
         let got = read_stream_start(
             &mut halves,
             &mut self.receiver,
             self.role,
             &mut self.keepalive,
+            limit,
         );
         match got? {
             Got::Message(message) => Ok(Streamed::Control(message)),
@@ -311,6 +334,20 @@ impl<R: Read, W: Write> ReadHalf<R, W> {
             Lifecycle::Open | Lifecycle::CloseSent => self.shared.state(),
             _ => State::Closed,
         }
+    }
+
+    /// The subprotocol the server chose in the opening handshake, like
+    /// [`WebSocket::subprotocol`](crate::WebSocket::subprotocol).
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.shared.negotiated.subprotocol()
+    }
+
+    /// The agreed permessage-deflate parameters, like
+    /// [`WebSocket::deflate`](crate::WebSocket::deflate).
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate(&self) -> Option<crate::DeflateParams> {
+        self.shared.negotiated.deflate()
     }
 
     /// A writing half for this connection (the same as the one `split` returned).
@@ -412,6 +449,7 @@ impl<R: Read, W: Write> PayloadSource for ReadHalf<R, W> {
             stream: &mut self.stream,
             shared: &self.shared,
             phase: &mut self.phase,
+            timeouts: self.timeouts.as_ref(),
         };
         read_payload(&mut halves, &mut self.receiver, &mut self.keepalive, dst)
     }
@@ -421,6 +459,7 @@ struct SplitHalves<'a, R, W> {
     stream: &'a mut R,
     shared: &'a Shared<W>,
     phase: &'a mut Lifecycle,
+    timeouts: Option<&'a ReadTimeout<R>>,
 }
 
 impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
@@ -498,6 +537,10 @@ impl<R: Read, W: Write> Halves for SplitHalves<'_, R, W> {
             self.phase.end();
         }
         result
+    }
+
+    fn read_timeout(&self) -> Option<ReadTimeout<R>> {
+        self.timeouts.cloned()
     }
 
     fn flush_close_reply(&mut self) -> Result<()> {
@@ -633,6 +676,20 @@ impl<W: Write> WriteHalf<W> {
     /// Where the connection stands (see [`State`]); does not wait for a blocked writer.
     pub fn state(&self) -> State {
         self.shared.state()
+    }
+
+    /// The subprotocol the server chose in the opening handshake, like
+    /// [`WebSocket::subprotocol`](crate::WebSocket::subprotocol).
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.shared.negotiated.subprotocol()
+    }
+
+    /// The agreed permessage-deflate parameters, like
+    /// [`WebSocket::deflate`](crate::WebSocket::deflate).
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate(&self) -> Option<crate::DeflateParams> {
+        self.shared.negotiated.deflate()
     }
 
     /// The TCP socket both halves use, for its timeouts and options, when the connection

@@ -50,7 +50,8 @@ pub enum Streamed<'a> {
 /// end inside a character that the next bytes complete; an invalid sequence fails the
 /// connection (close code 1007) and `read` returns an `InvalidData` error. The message and
 /// frame size limits of [`Config`](crate::Config) still apply (raise
-/// `max_message_size` for huge streams). Pings that arrive between the message's frames are
+/// `max_message_size` for huge streams, or read one message with
+/// [`read_stream_with_limit`](crate::WebSocket::read_stream_with_limit)). Pings that arrive between the message's frames are
 /// answered; a close in the middle of the message is echoed and `read` fails with
 /// `UnexpectedEof` (the connection's next `read` reports the close).
 ///

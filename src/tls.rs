@@ -71,7 +71,7 @@ pub use rustls;
 use crate::config::Config;
 use crate::error::{is_retryable, Error, HandshakeError, Result, UrlError};
 use crate::handshake::client::ClientBuilder;
-use crate::handshake::server::{Rejection, UpgradeResponse};
+use crate::handshake::server::{IncomingRequest, Rejection, UpgradeResponse};
 use crate::handshake::{handshake_deadline, Request, Response};
 use crate::socket::{SharedTcpStream, Socket};
 use crate::split::{ReadHalf, WriteHalf};
@@ -164,6 +164,7 @@ impl Write for MaybeTlsStream {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl Socket for MaybeTlsStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.tcp().set_read_timeout(timeout)
@@ -190,6 +191,7 @@ macro_rules! impl_socket_for_tls {
     ($conn:ty) => {
         /// Timeouts and shutdown of the `TcpStream` under the TLS session; `close_session`
         /// sends `close_notify`.
+        #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
         impl Socket for StreamOwned<$conn, TcpStream> {
             fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
                 self.sock.set_read_timeout(timeout)
@@ -268,6 +270,7 @@ impl Write for MaybeTlsHalf {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl Socket for MaybeTlsHalf {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.tcp().set_read_timeout(timeout)
@@ -292,6 +295,7 @@ impl Socket for MaybeTlsHalf {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl WebSocket<MaybeTlsStream> {
     /// Splits a connection from [`tls::connect`](crate::tls::connect) for two threads, over
     /// the shared socket (`ws://`) or the shared TLS session (`wss://`, see
@@ -349,8 +353,10 @@ pub fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response)> {
     ClientBuilder::new(url).connect_tls()
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl ClientBuilder {
-    /// The TLS settings [`connect_tls`](Self::connect_tls) uses for `wss://` instead of the
+    /// The TLS settings (a [`rustls::ClientConfig`]) that
+    /// [`connect_tls`](Self::connect_tls) uses for `wss://` instead of the
     /// default (the `webpki-roots` Mozilla roots, no client certificate): trusted roots,
     /// client certificates, protocol versions. Do not offer ALPN `h2`: a WebSocket
     /// handshake is HTTP/1.1.
@@ -406,14 +412,16 @@ impl ClientBuilder {
         stream.set_read_timeout(timeout)?;
         stream.set_write_timeout(timeout)?;
         let (ws, response) = self.handshake(stream, &url)?;
+        let ws = ws.with_read_timeouts();
         ws.get_ref().set_read_timeout(None)?;
         ws.get_ref().set_write_timeout(None)?;
         Ok((ws, response))
     }
 }
 
-/// Performs the TLS handshake on an accepted connection with `tls`, then the WebSocket
-/// handshake, with the default [`Config`]. See [`accept_with`].
+/// Performs the TLS handshake on an accepted connection with `tls` (your certificate chain
+/// and key in a [`rustls::ServerConfig`]), then the WebSocket handshake, with
+/// the default [`Config`]. See [`accept_with`].
 ///
 /// ```no_run
 /// use std::net::TcpListener;
@@ -465,7 +473,9 @@ where
         tls.sock.set_read_timeout(timeout)?;
         tls.sock.set_write_timeout(timeout)?;
     }
-    let ws = crate::accept_with(tls, config, callback)?;
+    let ws = IncomingRequest::read(tls, config)?
+        .with_read_timeouts()
+        .accept_with(callback)?;
     ws.get_ref().sock.set_read_timeout(saved.0)?;
     ws.get_ref().sock.set_write_timeout(saved.1)?;
     Ok(ws)

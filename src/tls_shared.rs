@@ -257,6 +257,7 @@ where
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl<C, S> Socket for SharedTlsStream<C>
 where
     C: DerefMut<Target = ConnectionCommon<S>>,
@@ -306,6 +307,7 @@ where
     })
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl WebSocket<StreamOwned<ServerConnection, TcpStream>> {
     /// Splits a `wss://` server connection for two threads, like
     /// [`WebSocket::split`](WebSocket::split) for TCP: the halves share the TLS session
@@ -315,6 +317,7 @@ impl WebSocket<StreamOwned<ServerConnection, TcpStream>> {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl WebSocket<StreamOwned<ClientConnection, TcpStream>> {
     /// Splits a `wss://` client connection for two threads (see
     /// [`SharedTlsStream`]).

@@ -17,10 +17,11 @@ use crate::connection::Connection;
 use crate::driver::{read_message, read_payload, read_stream_start, Got, Joined, WriteSide};
 use crate::error::{Error, Result};
 use crate::frame::OpCode;
+use crate::keepalive::KeepAlive;
 use crate::keepalive::Timer;
 use crate::message::Message;
 use crate::prepared::PreparedMessage;
-use crate::socket::{SharedTcpStream, Socket};
+use crate::socket::{ReadTimeout, SharedTcpStream, Socket};
 use crate::split::{ReadHalf, Shared, WriteHalf};
 pub use crate::state::Role;
 use crate::state::{Lifecycle, State};
@@ -51,8 +52,9 @@ use crate::stream::{
 /// pieces.
 ///
 /// # Memory
-/// The read buffer rests at [`Config::read_buffer_size`] (it doubles up to 64 KiB during
-/// bursts of small frames): payloads go from it, or for large binary frames straight from
+/// The read buffer rests at [`Config::read_buffer_size`] (during bursts of small frames it
+/// doubles, up to 64 KiB or that size if larger): payloads go from it, or for large binary
+/// frames straight from
 /// the stream, into the message, which grows as bytes arrive (never by a frame's declared
 /// length). A message passed back to
 /// `write`/`send` lends its allocation (up to 64 KiB) to the next received message, so an
@@ -68,11 +70,21 @@ use crate::stream::{
 /// from a read timeout to do other work.
 ///
 /// # Keep-alive
-/// With [`Config::keepalive`] set and a read timeout on the socket (shorter than the
-/// interval), `read` sends a ping after `interval` of silence and fails the connection with
-/// [`Error::KeepAliveTimeout`] (close code 1011) when nothing arrives within `timeout` of it.
-/// The timers are checked whenever the read timeout fires; `read` still returns that
-/// timeout, so loop on [`Error::is_would_block`].
+/// With [`Config::keepalive`], `read` (and [`ReadHalf::read`], and a [`MessageReader`]'s
+/// reads) sends a ping after `interval` of silence and fails the connection with
+/// [`Error::KeepAliveTimeout`] (close code 1011) when nothing arrives within `timeout` of
+/// it. The connection needs to set its stream's read timeout for that ([`Socket`]): the
+/// connections of [`Server`](crate::Server), [`connect`](crate::connect),
+/// [`ClientBuilder::connect`](crate::ClientBuilder::connect) and `tls` do, and
+/// [`set_keepalive`](Self::set_keepalive) turns it on for any other `T: Socket`. `read`
+/// then blocks only until the next keep-alive deadline by itself, and puts the stream's read
+/// timeout back before it returns: a read timeout of your own still works (the caller sees
+/// it as `WouldBlock`/`TimedOut`), and the timers never make `read` return one. The
+/// constructors generic over any stream (`accept`, `client`, ...) refuse a keep-alive
+/// config with [`Error::InvalidInput`], since they cannot set the timeout;
+/// [`from_raw_socket`](Self::from_raw_socket) keeps the timers, checked only when the
+/// stream itself returns `WouldBlock`/`TimedOut` (a non-blocking stream, or a read timeout
+/// you set).
 ///
 /// # Two threads
 /// [`split`](Self::split) turns a connection over a `TcpStream` into a [`ReadHalf`] for one
@@ -117,6 +129,23 @@ pub struct WebSocket<T> {
     stream: T,
     /// The protocol core; this type is its blocking driver over one stream.
     conn: Connection,
+    /// The stream's read-timeout controls, when the constructor knew `T: Socket`: keep-alive
+    /// then waits for its deadlines by itself.
+    timeouts: Option<ReadTimeout<T>>,
+}
+
+/// Why a constructor generic over any `Read + Write` refuses [`Config::keepalive`].
+pub(crate) const KEEPALIVE_NEEDS_SOCKET: &str =
+    "Config::keepalive needs a stream whose read timeout stdws can set: use Server, connect \
+     or tls, or call WebSocket::set_keepalive (T: Socket) after the handshake";
+
+/// Fails with [`KEEPALIVE_NEEDS_SOCKET`] if `config` asks for keep-alive: for the
+/// constructors that cannot know whether their stream can time out.
+pub(crate) fn check_keepalive_needs_no_socket(config: &Config) -> Result<()> {
+    match config.keepalive {
+        Some(_) => Err(Error::InvalidInput(KEEPALIVE_NEEDS_SOCKET)),
+        None => Ok(()),
+    }
 }
 
 impl<T: Read + Write> WebSocket<T> {
@@ -133,7 +162,17 @@ impl<T: Read + Write> WebSocket<T> {
     /// The blocking driver for a connection whose handshake was run over bytes.
     pub(crate) fn from_connection(stream: T, mut conn: Connection) -> Self {
         conn.keepalive = conn.config.keepalive.map(|k| Timer::new(k, Instant::now()));
-        WebSocket { stream, conn }
+        WebSocket {
+            stream,
+            conn,
+            timeouts: None,
+        }
+    }
+
+    /// This connection with the stream's read-timeout controls, if known.
+    pub(crate) fn keeping(mut self, timeouts: Option<ReadTimeout<T>>) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 
     /// The send operations on this connection's stream.
@@ -151,6 +190,7 @@ impl<T: Read + Write> WebSocket<T> {
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.conn.out,
+            timeouts: self.timeouts.as_ref(),
         };
         read_message(
             &mut halves,
@@ -176,15 +216,41 @@ impl<T: Read + Write> WebSocket<T> {
     /// # Ok(()) }
     /// ```
     pub fn read_stream(&mut self) -> Result<Streamed<'_>> {
+        self.read_stream_within(None)
+    }
+
+    /// [`read_stream`](Self::read_stream) for one message that may be larger than
+    /// [`Config::max_message_size`]: this message (and each of its frames, which
+    /// [`Config::max_frame_size`] bounds otherwise) may have up to `max_size` bytes. The
+    /// configured limits still apply to every other message, and to this one if it turns out
+    /// to be a control message. A message over `max_size` fails the connection with close
+    /// code 1009, like one over the configured limits.
+    ///
+    /// ```no_run
+    /// # fn demo(ws: &mut stdws::WebSocket<std::net::TcpStream>) -> Result<(), Box<dyn std::error::Error>> {
+    /// // The client announced an upload: accept up to 1 GiB for this one message.
+    /// if let stdws::Streamed::Message(mut reader) = ws.read_stream_with_limit(1 << 30)? {
+    ///     let mut file = std::fs::File::create("upload.bin")?;
+    ///     std::io::copy(&mut reader, &mut file)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn read_stream_with_limit(&mut self, max_size: usize) -> Result<Streamed<'_>> {
+        self.read_stream_within(Some(max_size as u64))
+    }
+
+    fn read_stream_within(&mut self, limit: Option<u64>) -> Result<Streamed<'_>> {
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.conn.out,
+            timeouts: self.timeouts.as_ref(),
         };
         let got = read_stream_start(
             &mut halves,
             &mut self.conn.receiver,
             self.conn.role,
             &mut self.conn.keepalive,
+            limit,
         );
         match got? {
             Got::Message(message) => Ok(Streamed::Control(message)),
@@ -306,6 +372,37 @@ impl<T: Read + Write> WebSocket<T> {
         &self.conn.config
     }
 
+    /// The subprotocol the server chose in the opening handshake (`Sec-WebSocket-Protocol`),
+    /// if any: for a server, what the [`accept_with`](crate::accept_with) callback set with
+    /// [`UpgradeResponse::set_subprotocol`](crate::UpgradeResponse::set_subprotocol); for
+    /// a client, the one of its [`ClientBuilder::subprotocol`](crate::ClientBuilder)
+    /// offers the server took. Also on both split halves.
+    ///
+    /// ```no_run
+    /// # fn demo() -> stdws::Result<()> {
+    /// let (ws, _response) = stdws::ClientBuilder::new("ws://127.0.0.1:9001/")
+    ///     .subprotocol("chat.v2")
+    ///     .subprotocol("chat.v1")
+    ///     .connect()?;
+    /// match ws.subprotocol() {
+    ///     Some("chat.v2") => { /* the new message format */ }
+    ///     _ => { /* the old one */ }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.conn.subprotocol()
+    }
+
+    /// The permessage-deflate parameters agreed in the opening handshake (see
+    /// [`DeflateParams`](crate::DeflateParams)), or `None` if messages are not compressed.
+    /// Also on both split halves.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate(&self) -> Option<crate::DeflateParams> {
+        self.conn.deflate()
+    }
+
     /// The underlying stream.
     pub fn get_ref(&self) -> &T {
         &self.stream
@@ -337,12 +434,18 @@ impl<T: Read + Write> WebSocket<T> {
         self,
         make: impl FnOnce(T) -> (R, W, SharedTcpStream),
     ) -> (ReadHalf<R, W>, WriteHalf<W>) {
-        let WebSocket { stream, conn } = self;
+        let WebSocket {
+            stream,
+            conn,
+            timeouts,
+        } = self;
         let (reader, writer, tcp) = make(stream);
         let control: Box<dyn Socket + Send + Sync> = Box::new(tcp.clone());
         WebSocket {
             stream: reader,
             conn,
+            // The timeouts are the socket's, whichever handle reads.
+            timeouts: timeouts.map(|_| ReadTimeout::shared(tcp.clone())),
         }
         .split_parts(writer, Some(control), Some(tcp))
     }
@@ -355,12 +458,18 @@ impl<T: Read + Write> WebSocket<T> {
     ) -> (ReadHalf<T, W>, WriteHalf<W>) {
         let mut out = self.conn.out;
         out.split = true;
-        let shared = Arc::new(Shared::new(writer, out, control, handle));
+        let shared = Arc::new(Shared::new(
+            writer,
+            out,
+            control,
+            handle,
+            self.conn.negotiated,
+        ));
         let read = ReadHalf::new(
             self.stream,
             self.conn.receiver,
             self.conn.role,
-            self.conn.keepalive,
+            (self.conn.keepalive, self.timeouts),
             Arc::clone(&shared),
         );
         (read, WriteHalf::new(shared))
@@ -404,6 +513,7 @@ impl<T: Read + Write> PayloadSource for WebSocket<T> {
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.conn.out,
+            timeouts: self.timeouts.as_ref(),
         };
         read_payload(
             &mut halves,
@@ -432,6 +542,39 @@ impl<T: Read + Write> FrameSink for SinkOf<'_, T> {
 }
 
 impl<T: Read + Write + Socket> WebSocket<T> {
+    /// Keeps the stream's read-timeout controls: keep-alive then waits by itself.
+    pub(crate) fn with_read_timeouts(self) -> Self {
+        self.keeping(Some(ReadTimeout::of()))
+    }
+
+    /// Turns keep-alive on (or off, with `None`) for this connection (see "Keep-alive"
+    /// above): after `interval` without hearing from the peer, `read` sends a ping, and
+    /// fails with [`Error::KeepAliveTimeout`] (close 1011) if nothing arrives within
+    /// `timeout` of it. `read` waits for these deadlines by itself, setting the stream's
+    /// read timeout as it needs and putting yours back; no read timeout is needed. This is
+    /// how to get keep-alive on a connection from a constructor generic over any stream
+    /// (`accept`, `accept_with`, `client`), which refuses it in its [`Config`].
+    ///
+    /// ```no_run
+    /// # fn demo(stream: std::net::TcpStream) -> stdws::Result<()> {
+    /// use std::time::Duration;
+    /// use stdws::KeepAlive;
+    ///
+    /// let mut ws = stdws::accept(stream)?;
+    /// ws.set_keepalive(Some(KeepAlive::new(Duration::from_secs(20), Duration::from_secs(10))));
+    /// // A peer that goes silent is pinged after 20 s and dropped 10 s later, with no read
+    /// // timeout of ours: `read` returns Err(Error::KeepAliveTimeout) then.
+    /// while let Ok(msg) = ws.read() {
+    ///     println!("{msg:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn set_keepalive(&mut self, keepalive: Option<KeepAlive>) {
+        self.conn.config.keepalive = keepalive;
+        self.conn.keepalive = keepalive.map(|k| Timer::new(k, Instant::now()));
+        self.timeouts = Some(ReadTimeout::of());
+    }
+
     /// Performs the whole closing handshake within `timeout`: sends a close frame with
     /// `code` and `reason` (unless one was sent already), reads until the peer's close
     /// arrives (discarding data messages that come first), lets a client wait for the

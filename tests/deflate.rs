@@ -66,6 +66,41 @@ fn round_trips_messages_of_every_size_with_context_takeover() {
     server.join_one().unwrap();
 }
 
+/// The agreed parameters are readable on both ends, whole and split, in the RFC's terms
+/// (the same values on both ends); without compression they are `None`.
+#[test]
+fn the_agreed_parameters_are_readable_on_both_ends_and_halves() {
+    let server_config = Config::default().deflate(Some(
+        DeflateConfig::default()
+            .server_no_context_takeover(true)
+            .client_max_window_bits(Some(10)),
+    ));
+    let server = serve(2, move |stream| {
+        let ws = stdws::accept_with(stream, server_config.clone(), |_, _| Ok(())).unwrap();
+        let params = ws.deflate();
+        let (mut reader, writer) = ws.split().unwrap();
+        assert_eq!(reader.deflate(), params);
+        assert_eq!(writer.deflate(), params);
+        while reader.read().is_ok() {}
+        params
+    });
+    let mut want = stdws::DeflateParams::default();
+    want.server_no_context_takeover = true;
+    want.client_max_window_bits = 10;
+    let ws = connect_deflate(&server.url("/"), deflate_config());
+    assert_eq!(ws.deflate(), Some(want));
+    let (reader, writer) = ws.split().unwrap();
+    assert_eq!(reader.deflate(), Some(want));
+    assert_eq!(writer.deflate(), Some(want));
+    writer.close(1000, "").unwrap();
+    drop((reader, writer));
+    // A client that does not offer compression.
+    let (ws, _) = stdws::connect(&server.url("/")).unwrap();
+    assert_eq!(ws.deflate(), None);
+    drop(ws);
+    assert_eq!(server.join(), [Some(want), None]);
+}
+
 #[test]
 fn decodes_the_rfc_7692_examples_with_context_takeover() {
     let server = serve_one(|stream| {

@@ -470,6 +470,50 @@ fn subprotocol_is_negotiated() {
     assert_eq!(server.join_one().unwrap(), ["a", "b"]);
 }
 
+/// The chosen subprotocol stays readable on the connection, in both roles, whole and on
+/// both split halves; without one it is `None` on both ends.
+#[test]
+fn the_chosen_subprotocol_is_readable_on_both_ends_and_halves() {
+    let server = common::serve(2, |stream| {
+        let ws = stdws::accept_with(stream, Config::default(), |req, resp| {
+            if req.subprotocols().any(|p| p == "chat.v2") {
+                resp.set_subprotocol("chat.v2");
+            }
+            Ok(())
+        })?;
+        let chosen = ws.subprotocol().map(str::to_owned);
+        let (mut reader, writer) = ws.split()?;
+        assert_eq!(reader.subprotocol(), chosen.as_deref());
+        assert_eq!(writer.subprotocol(), chosen.as_deref());
+        // Echo one message, then answer the close.
+        let msg = reader.read()?;
+        writer.send(msg)?;
+        while !matches!(reader.read()?, Message::Close(_)) {}
+        Ok::<_, Error>(chosen)
+    });
+    for (offers, want) in [
+        (&["chat.v1", "chat.v2"][..], Some("chat.v2")),
+        (&[][..], None),
+    ] {
+        let mut builder = ClientBuilder::new(server.url("/"));
+        for offer in offers {
+            builder = builder.subprotocol(*offer);
+        }
+        let (ws, _) = builder.connect().unwrap();
+        common::set_timeouts(ws.get_ref());
+        assert_eq!(ws.subprotocol(), want);
+        let (mut reader, writer) = ws.split().unwrap();
+        assert_eq!(reader.subprotocol(), want);
+        assert_eq!(writer.subprotocol(), want);
+        writer.send_text("hi").unwrap();
+        assert_eq!(reader.read().unwrap(), Message::text("hi"));
+        writer.close(1000, "").unwrap();
+        while !matches!(reader.read(), Ok(Message::Close(_)) | Err(_)) {}
+    }
+    let chosen: Vec<Option<String>> = server.join().into_iter().map(Result::unwrap).collect();
+    assert_eq!(chosen, [Some("chat.v2".to_owned()), None]);
+}
+
 /// The callback sets something invalid: `accept_with` fails with `InvalidInput` and the
 /// client gets a 500.
 fn invalid_response(shape: fn(&mut stdws::UpgradeResponse)) {
@@ -969,4 +1013,52 @@ fn an_invalid_header_fails_before_any_connection_is_opened() {
         matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "a connection was opened: {accepted:?}"
     );
+}
+
+/// The callback reads the decoded path and query parameters of the request a client sent,
+/// and refuses one whose percent-encoding is invalid with a 400 of its choosing (no panic).
+#[test]
+fn the_callback_reads_the_decoded_path_and_query_parameters() {
+    let server = common::serve(2, |stream| {
+        let mut seen = None;
+        let result = stdws::accept_with(stream, Config::default(), |req, _| {
+            let path = req.decoded_path();
+            let params = req.query_params();
+            let user = req.query_param("user");
+            seen = Some((
+                path.clone().map(|p| p.into_owned()),
+                params.clone(),
+                user.clone(),
+            ));
+            match (path, params) {
+                (Ok(_), Ok(_)) => Ok(()),
+                (Err(e), _) | (_, Err(e)) => Err(stdws::Rejection::new(400, format!("{e}\n"))),
+            }
+        });
+        (result.map(drop), seen.expect("the callback ran"))
+    });
+    let (ws, _) =
+        stdws::connect(&server.url("/rooms/caf%C3%A9?user=ada+l%26co&flag&user=2")).unwrap();
+    drop(ws);
+    let error = stdws::connect(&server.url("/rooms/x?user=%zz")).unwrap_err();
+    assert!(
+        matches!(&error, Error::Http(r) if r.status() == 400),
+        "{error:?}"
+    );
+    let mut results = server.join().into_iter();
+    let (accepted, (path, params, user)) = results.next().unwrap();
+    accepted.unwrap();
+    assert_eq!(path.unwrap(), "/rooms/café");
+    let params = params.unwrap();
+    let params: Vec<(&str, &str)> = params.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+    assert_eq!(params, [("user", "ada l&co"), ("flag", ""), ("user", "2")]);
+    assert_eq!(user.unwrap().as_deref(), Some("ada l&co"));
+    let (refused, (path, params, user)) = results.next().unwrap();
+    assert!(refused.is_err());
+    assert_eq!(path.unwrap(), "/rooms/x");
+    assert_eq!(
+        params,
+        Err(stdws::handshake::PercentDecodeError::InvalidEscape)
+    );
+    assert!(user.is_err());
 }

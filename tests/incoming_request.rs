@@ -146,6 +146,53 @@ fn reject_reaches_the_client_as_an_http_error() {
     server.join_one().expect("reject");
 }
 
+/// A refusal with a header that is not valid HTTP (a CR/LF in the value, a name with a
+/// space, a `Content-Length` of its own) is not sent with the header dropped: the client gets
+/// a 500 and the server an `InvalidInput` error, through `reject` and through the
+/// `accept_with` callback alike.
+#[test]
+fn a_refusal_with_an_invalid_header_is_an_error_not_a_silent_drop() {
+    let bad: [(&str, &str); 3] = [
+        ("Retry-After", "5\r\nSet-Cookie: stolen=1"),
+        ("Retry After", "5"),
+        ("Content-Length", "0"),
+    ];
+    let rejection = |(name, value): (&str, &str)| Rejection::new(503, "full").header(name, value);
+    for (n, header) in bad.into_iter().enumerate() {
+        let via_callback = n % 2 == 1;
+        let server = serve_one(move |stream| {
+            if via_callback {
+                stdws::accept_with(stream, Config::default(), |_, _| Err(rejection(header)))
+                    .map(drop)
+            } else {
+                IncomingRequest::read(stream, Config::default())?.reject(rejection(header))
+            }
+        });
+        let response = match stdws::connect(&server.url("/ws")) {
+            Err(Error::Http(response)) => response,
+            other => panic!("expected Err(Http), got {:?}", other.map(|(_, r)| r)),
+        };
+        assert_eq!(response.status(), 500, "{header:?}");
+        assert_eq!(response.header("Set-Cookie"), None);
+        assert_eq!(response.header("Retry-After"), None);
+        let error = server.join_one().unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidInput(_)),
+            "{header:?}: {error:?}"
+        );
+        assert!(rejection(header).check().is_err());
+    }
+    assert!(rejection(("Retry-After", "5")).check().is_ok());
+
+    // The machine over bytes refuses to produce it.
+    let mut hs = stdws::proto::ServerHandshake::new(Config::default());
+    let request = upgrade_request("/ws");
+    hs.read_buf()[..request.len()].copy_from_slice(request.as_bytes());
+    assert!(hs.filled(request.len()).unwrap().is_some());
+    let error = hs.reject(&rejection(bad[0])).unwrap_err();
+    assert!(matches!(error, Error::InvalidInput(_)), "{error:?}");
+}
+
 #[test]
 fn accept_of_a_plain_http_request_answers_426() {
     let server = serve_one(|stream| {

@@ -377,3 +377,193 @@ fn keepalive_bounds_the_wait_for_a_dead_peers_close_reply() {
         started.elapsed()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// No read timeout of the caller's: keep-alive waits for its deadlines by itself.
+// ---------------------------------------------------------------------------------------
+
+/// The longest a dead peer may go unnoticed: interval + timeout, plus a margin for a loaded
+/// machine.
+const DETECTED_WITHIN: Duration = Duration::from_millis(200 + 300 + 700);
+
+/// One `read` call (no read timeout set by the caller) returns `KeepAliveTimeout` within
+/// interval + timeout of the peer going silent, never a `WouldBlock`/`TimedOut`.
+fn detects_a_silent_peer_alone(role: Role, split: bool) {
+    // The timers start with the connection, before `read` is called.
+    let connecting = Instant::now();
+    let (ws, mut raw) = match role {
+        Role::Server => server_and_raw_client(keepalive()),
+        Role::Client => client_and_raw_server(keepalive()),
+    };
+    ws.get_ref().set_read_timeout(None).unwrap();
+    let mut side = Side::new(ws, split);
+    let reading = spawn_bounded(move || {
+        let started = Instant::now();
+        let result = side.read();
+        (result, started.elapsed(), connecting.elapsed(), side)
+    });
+    let (result, elapsed, since_connecting, side) = reading.join(DEADLINE);
+    assert!(
+        matches!(result, Err(Error::KeepAliveTimeout)),
+        "one read returned {result:?} after {elapsed:?}"
+    );
+    assert!(
+        since_connecting >= INTERVAL + TIMEOUT && elapsed <= DETECTED_WITHIN,
+        "detected after {elapsed:?} in read, {since_connecting:?} after connecting \
+         (interval {INTERVAL:?}, timeout {TIMEOUT:?})"
+    );
+    let frames = control_frames_until_close(&mut raw);
+    let opcodes: Vec<u8> = frames.iter().map(|f| f.opcode).collect();
+    assert_eq!(opcodes, [0x9, 0x8], "control frames: {frames:?}");
+    assert_eq!(frames[1].close_code(), Some(1011));
+    drop(side);
+}
+
+#[test]
+fn detects_a_silent_peer_without_a_read_timeout_server_whole() {
+    detects_a_silent_peer_alone(Role::Server, false);
+}
+
+#[test]
+fn detects_a_silent_peer_without_a_read_timeout_client_whole() {
+    detects_a_silent_peer_alone(Role::Client, false);
+}
+
+#[test]
+fn detects_a_silent_peer_without_a_read_timeout_server_split() {
+    detects_a_silent_peer_alone(Role::Server, true);
+}
+
+#[test]
+fn detects_a_silent_peer_without_a_read_timeout_client_split() {
+    detects_a_silent_peer_alone(Role::Client, true);
+}
+
+/// The issue's case: `Server` with `Config::keepalive` (and nothing else), a client that
+/// completed the handshake and then went silent.
+#[test]
+fn server_connections_detect_a_silent_client_by_themselves() {
+    let server = stdws::Server::bind("127.0.0.1:0")
+        .unwrap()
+        .config(keepalive());
+    let addr = server.local_addr().unwrap();
+    let accepting = spawn_bounded(move || {
+        let mut ws = server.accept().unwrap().accept().unwrap();
+        assert_eq!(ws.get_ref().read_timeout().unwrap(), None);
+        let started = Instant::now();
+        let result = ws.read();
+        (result, started.elapsed())
+    });
+    let _raw = RawConn::handshake(addr);
+    let (result, elapsed) = accepting.join(DEADLINE);
+    assert!(matches!(result, Err(Error::KeepAliveTimeout)), "{result:?}");
+    assert!(elapsed <= DETECTED_WITHIN, "detected after {elapsed:?}");
+}
+
+/// A streamed message whose sender goes silent halfway: the `MessageReader`'s read fails
+/// with the keep-alive timeout instead of blocking forever.
+#[test]
+fn a_message_reader_detects_a_peer_silent_mid_message() {
+    let (mut ws, mut raw) = server_and_raw_client(keepalive());
+    ws.get_ref().set_read_timeout(None).unwrap();
+    raw.send(&client_frame(false, 0x2, b"first half"));
+    let reading = spawn_bounded(move || {
+        let stdws::Streamed::Message(mut reader) = ws.read_stream().unwrap() else {
+            panic!("not a data message")
+        };
+        let mut buf = [0u8; 64];
+        let n = reader.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"first half");
+        let started = Instant::now();
+        let error = reader.read(&mut buf).unwrap_err();
+        let elapsed = started.elapsed();
+        let inner = error.get_ref().and_then(|e| e.downcast_ref::<Error>());
+        assert!(
+            matches!(inner, Some(Error::KeepAliveTimeout)),
+            "reader failed with {error:?}"
+        );
+        elapsed
+    });
+    let elapsed = reading.join(DEADLINE);
+    assert!(elapsed <= DETECTED_WITHIN, "detected after {elapsed:?}");
+}
+
+/// A read timeout of the caller's still comes back as `WouldBlock`/`TimedOut` when it is
+/// shorter than the keep-alive interval, and is restored after the library waited longer
+/// than it for a keep-alive deadline.
+#[test]
+fn the_callers_read_timeout_still_works_and_is_restored() {
+    let (server, mut peer) = ws_pair_with(keepalive(), Config::default());
+    // A healthy stdws peer that answers pings.
+    peer.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let answering = spawn_bounded(move || {
+        while stopped.try_recv().is_err() {
+            match peer.read() {
+                Ok(_) => {}
+                Err(e) if e.is_would_block() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(peer)
+    });
+
+    let mut ws = server;
+    // Shorter than the interval: the caller's timeout comes back, as it is.
+    let short = Duration::from_millis(80);
+    ws.get_ref().set_read_timeout(Some(short)).unwrap();
+    let started = Instant::now();
+    let result = ws.read();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(&result, Err(e) if e.is_would_block()),
+        "{result:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(60) && elapsed < INTERVAL + TIMEOUT,
+        "returned after {elapsed:?}"
+    );
+    assert_eq!(ws.get_ref().read_timeout().unwrap(), Some(short));
+
+    // Longer than the interval: the ping goes out meanwhile, its pong is returned, and the
+    // caller's timeout is back on the socket.
+    let long = Duration::from_secs(3);
+    ws.get_ref().set_read_timeout(Some(long)).unwrap();
+    let started = Instant::now();
+    assert_eq!(ws.read().unwrap(), Message::Pong(b"keepalive".to_vec()));
+    assert!(started.elapsed() < long, "{:?}", started.elapsed());
+    assert_eq!(ws.get_ref().read_timeout().unwrap(), Some(long));
+    stop.send(()).unwrap();
+    answering.join(DEADLINE).expect("peer");
+}
+
+/// The constructors generic over any stream cannot set its read timeout: they refuse a
+/// keep-alive config instead of ignoring it, before anything is written.
+#[test]
+fn generic_constructors_refuse_keepalive_they_cannot_drive() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepting = spawn_bounded(move || {
+        let stream = common::accept_within(&listener);
+        stdws::accept_with(stream, keepalive(), |_, _| Ok(())).map(drop)
+    });
+    let mut raw = RawConn::connect(addr);
+    raw.send(common::upgrade_request("/").as_bytes());
+    let error = accepting.join(DEADLINE).unwrap_err();
+    assert!(
+        matches!(error, Error::InvalidInput(m) if m.contains("set_keepalive")),
+        "{error:?}"
+    );
+    assert_eq!(raw.read_to_end(), b"", "nothing is answered");
+
+    // The client refuses before writing anything: any connected stream will do.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let error = stdws::ClientBuilder::new("ws://127.0.0.1/")
+        .config(keepalive())
+        .client(stream)
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidInput(_)), "{error:?}");
+}

@@ -247,3 +247,34 @@ fn pipelined_writes_are_echoed_in_order() {
     close_client(&mut ws);
     server.join_one().expect("server");
 }
+
+/// A read buffer configured above the 64 KiB a burst grows it to (it used to panic on the
+/// first burst, in `clamp`): a burst of small messages over a real socket all arrive.
+#[test]
+fn a_read_buffer_larger_than_the_burst_size_reads_a_burst() {
+    let server = common::serve_one(|stream| {
+        let mut ws = stdws::accept(stream)?;
+        for n in 0..5000u32 {
+            ws.write(stdws::Message::Binary(n.to_be_bytes().repeat(25)))?;
+        }
+        ws.flush()?;
+        // Wait for the client's close.
+        while !matches!(ws.read()?, stdws::Message::Close(_)) {}
+        Ok::<_, stdws::Error>(())
+    });
+    let config = stdws::Config::default().read_buffer_size(256 << 10);
+    let (mut ws, _) = stdws::ClientBuilder::new(server.url("/"))
+        .config(config)
+        .connect()
+        .unwrap();
+    common::set_timeouts(ws.get_ref());
+    for n in 0..5000u32 {
+        assert_eq!(
+            ws.read().unwrap(),
+            stdws::Message::Binary(n.to_be_bytes().repeat(25))
+        );
+    }
+    ws.close(1000, "").unwrap();
+    while !matches!(ws.read(), Ok(stdws::Message::Close(_)) | Err(_)) {}
+    server.join_one().unwrap();
+}

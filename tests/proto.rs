@@ -410,6 +410,7 @@ fn a_client_handshake_driven_a_byte_at_a_time_reaches_a_blocking_server() {
     }
     let (mut conn, response) = hs.finish().unwrap();
     assert_eq!(response.subprotocol(), Some("v2"));
+    assert_eq!(conn.subprotocol(), Some("v2"));
     conn.send_text("echo").unwrap();
     conn.close(1000, "").unwrap();
     let mut got = Vec::new();
@@ -523,4 +524,31 @@ fn buffered_amount_counts_every_piece_of_the_output() {
         assert_eq!(server.buffered_amount(), total - written);
     }
     assert_eq!(written, total);
+}
+
+/// A server connection from a handshake driven by hand keeps the subprotocol the callback
+/// chose; one accepted without choosing has none.
+#[test]
+fn a_server_connection_keeps_the_chosen_subprotocol() {
+    let request = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Protocol: v1, v2\r\n\r\n";
+    for choose in [true, false] {
+        let mut hs = stdws::proto::ServerHandshake::new(Config::default());
+        assert!(feed_handshake(&mut hs, request.as_bytes(), 4096).unwrap());
+        let conn = hs
+            .accept_with(|_, resp| {
+                if choose {
+                    resp.set_subprotocol("v2");
+                }
+                Ok(())
+            })
+            .map_err(|refusal| refusal.error)
+            .unwrap();
+        assert_eq!(conn.subprotocol(), choose.then_some("v2"));
+        assert_eq!(
+            Connection::new(Role::Server, Config::default()).subprotocol(),
+            None
+        );
+    }
 }

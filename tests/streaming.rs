@@ -415,3 +415,158 @@ fn huge_stream_round_trip_through_an_echo_of_streams() {
     sender.join().unwrap();
     assert_eq!(server.join_one().unwrap(), LEN as u64);
 }
+
+// ---------------------------------------------------------------------------------------
+// A limit for one streamed message, and what a sender refused for its size sees.
+// ---------------------------------------------------------------------------------------
+
+/// A `Server` whose connections accept messages (and frames) of at most 64 KiB; `handler`
+/// runs on the one connection.
+fn small_limit_server<R: Send + 'static>(
+    handler: impl FnOnce(WebSocket<TcpStream>) -> R + Send + 'static,
+) -> (String, Bounded<R>) {
+    let config = Config::default()
+        .max_message_size(Some(64 << 10))
+        .max_frame_size(Some(64 << 10));
+    let server = stdws::Server::bind("127.0.0.1:0").unwrap().config(config);
+    let url = format!("ws://{}/", server.local_addr().unwrap());
+    let handle = spawn_bounded(move || {
+        let ws = server.accept().unwrap().accept().unwrap();
+        set_timeouts(ws.get_ref());
+        handler(ws)
+    });
+    (url, handle)
+}
+
+/// `read_stream_with_limit` takes one 1 MiB message (a single frame, over both configured
+/// limits) on a connection limited to 64 KiB; the next message of that size, read with
+/// `read`, is still refused with 1009. Whole and split.
+fn one_message_may_exceed_the_configured_limit(split: bool) {
+    let big = pattern(1 << 20);
+    let (url, server) = small_limit_server(move |ws| {
+        let received = if split {
+            let (mut reader, writer) = ws.split().unwrap();
+            let Streamed::Message(mut stream) = reader.read_stream_with_limit(2 << 20).unwrap()
+            else {
+                panic!("not a data message")
+            };
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).unwrap();
+            writer.send_text("got it").unwrap();
+            (received, reader.read().map(drop))
+        } else {
+            let mut ws = ws;
+            let Streamed::Message(mut stream) = ws.read_stream_with_limit(2 << 20).unwrap() else {
+                panic!("not a data message")
+            };
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).unwrap();
+            ws.send_text("got it").unwrap();
+            (received, ws.read().map(drop))
+        };
+        received
+    });
+    let mut ws = connect(&url);
+    ws.send_binary(&big).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("got it"));
+    ws.send_binary(&big).unwrap();
+    let (received, second) = server.join(Duration::from_secs(10));
+    assert!(received == big, "the streamed message arrived intact");
+    assert!(
+        matches!(
+            second,
+            Err(Error::Capacity(stdws::CapacityError::FrameTooLarge { .. }))
+        ),
+        "{second:?}"
+    );
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(frame.code.as_u16(), 1009),
+        other => panic!("the sender got {other:?}"),
+    }
+}
+
+#[test]
+fn one_message_may_exceed_the_configured_limit_whole() {
+    one_message_may_exceed_the_configured_limit(false);
+}
+
+#[test]
+fn one_message_may_exceed_the_configured_limit_split() {
+    one_message_may_exceed_the_configured_limit(true);
+}
+
+/// The limit given for a message binds it even below the configured one: its frames as
+/// they are announced, and the whole message as it arrives.
+#[test]
+fn the_limit_for_one_message_is_enforced_with_1009() {
+    let (url, server) = small_limit_server(|mut ws| {
+        let first = ws.read_stream_with_limit(1000).map(drop).unwrap_err();
+        (first, ws)
+    });
+    let mut ws = connect(&url);
+    ws.send_binary(&[7; 2000]).unwrap();
+    let (error, _server_ws) = server.join(Duration::from_secs(10));
+    assert!(
+        matches!(
+            error,
+            Error::Capacity(stdws::CapacityError::FrameTooLarge {
+                size: 2000,
+                max: 1000
+            })
+        ),
+        "{error:?}"
+    );
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(frame.code.as_u16(), 1009),
+        other => panic!("the sender got {other:?}"),
+    }
+
+    // Two fragments of 600 bytes: each frame fits, the message does not.
+    let (url, server) = small_limit_server(|mut ws| {
+        let Streamed::Message(mut stream) = ws.read_stream_with_limit(1000).unwrap() else {
+            panic!("not a data message")
+        };
+        let error = std::io::copy(&mut stream, &mut std::io::sink()).unwrap_err();
+        format!("{:?}", inner(&error))
+    });
+    let (mut ws, _) = stdws::ClientBuilder::new(url)
+        .config(Config::default().fragment_size(Some(600)))
+        .connect()
+        .unwrap();
+    set_timeouts(ws.get_ref());
+    ws.send_binary(&[7; 1200]).unwrap();
+    let error = server.join(Duration::from_secs(10));
+    assert!(error.contains("MessageTooLarge"), "{error}");
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(frame.code.as_u16(), 1009),
+        other => panic!("the sender got {other:?}"),
+    }
+}
+
+/// A sender still writing a message larger than the socket buffers when it is refused for
+/// its size gets to finish writing and reads the 1009 close, instead of a connection reset:
+/// the refusing end reads and discards the rest before it closes the socket.
+#[test]
+fn a_sender_refused_for_size_sees_1009_not_a_reset() {
+    let (url, server) = small_limit_server(|mut ws| {
+        let error = ws.read().unwrap_err();
+        drop(ws); // closes the socket at once
+        error
+    });
+    let mut ws = connect(&url);
+    let huge = vec![1u8; 32 << 20];
+    let sent = ws.send_binary(&huge);
+    let error = server.join(Duration::from_secs(10));
+    assert!(
+        matches!(
+            error,
+            Error::Capacity(stdws::CapacityError::FrameTooLarge { .. })
+        ),
+        "{error:?}"
+    );
+    sent.expect("the whole message was written");
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(frame.code.as_u16(), 1009),
+        other => panic!("the sender got {other:?}"),
+    }
+}

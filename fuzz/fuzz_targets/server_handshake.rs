@@ -239,7 +239,11 @@ fuzz_target!(|bytes: &[u8]| {
                     200,
                 )
             } else {
-                (hs.reject(&Rejection::new(503, "busy")), 503)
+                (
+                    hs.reject(&Rejection::new(503, "busy"))
+                        .expect("a valid refusal"),
+                    503,
+                )
             };
             assert_eq!(check_answer(&bytes, "answer"), status);
             return;

@@ -20,6 +20,59 @@ mod negotiate;
 pub(crate) use codec::{Compressor, Decompressor, InflateError};
 pub(crate) use negotiate::{check_client_response, client_offer, negotiate_server, Params};
 
+use crate::state::Role;
+
+/// The permessage-deflate parameters agreed in the opening handshake (RFC 7692 §7.1), in
+/// the RFC's terms: `server_*` for what the server compresses, `client_*` for what the
+/// client compresses, whichever end this is. Window bits are always given (15 when the
+/// handshake set no limit). Read them with
+/// [`WebSocket::deflate`](crate::WebSocket::deflate) and the split halves' `deflate`.
+///
+/// ```
+/// let params = stdws::DeflateParams::default();
+/// assert_eq!((params.server_max_window_bits, params.client_max_window_bits), (15, 15));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeflateParams {
+    /// The server compresses each message on its own (an empty window every message).
+    pub server_no_context_takeover: bool,
+    /// The client compresses each message on its own.
+    pub client_no_context_takeover: bool,
+    /// The largest window the server compresses with, 8 to 15 bits.
+    pub server_max_window_bits: u8,
+    /// The largest window the client compresses with, 8 to 15 bits.
+    pub client_max_window_bits: u8,
+}
+
+/// What the extension's defaults are: context takeover both ways, 32 KiB windows.
+impl Default for DeflateParams {
+    fn default() -> Self {
+        DeflateParams {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        }
+    }
+}
+
+impl DeflateParams {
+    /// The parameters `agreed` by the endpoint in `role`, in the RFC's terms.
+    pub(crate) fn from_agreed(agreed: Params, role: Role) -> DeflateParams {
+        let (server, client) = match role {
+            Role::Server => (agreed.compress, agreed.decompress),
+            Role::Client => (agreed.decompress, agreed.compress),
+        };
+        DeflateParams {
+            server_no_context_takeover: server.no_context_takeover,
+            client_no_context_takeover: client.no_context_takeover,
+            server_max_window_bits: server.max_window_bits,
+            client_max_window_bits: client.max_window_bits,
+        }
+    }
+}
+
 /// The permessage-deflate settings of an endpoint (RFC 7692), set with
 /// [`Config::deflate`](crate::Config::deflate).
 ///

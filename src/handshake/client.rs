@@ -22,7 +22,7 @@ use crate::http;
 use crate::rand::Rng;
 use crate::state::Role;
 use crate::url::WsUrl;
-use crate::websocket::WebSocket;
+use crate::websocket::{check_keepalive_needs_no_socket, WebSocket};
 
 /// Largest refusal body kept in [`Error::Http`].
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -138,6 +138,7 @@ impl ClientBuilder {
         stream.set_read_timeout(self.config.handshake_timeout)?;
         stream.set_write_timeout(self.config.handshake_timeout)?;
         let (ws, response) = drive(handshake, stream)?;
+        let ws = ws.with_read_timeouts();
         ws.get_ref().set_read_timeout(None)?;
         ws.get_ref().set_write_timeout(None)?;
         Ok((ws, response))
@@ -148,6 +149,7 @@ impl ClientBuilder {
     /// stream's own.
     pub fn client<T: Read + Write>(self, stream: T) -> Result<(WebSocket<T>, Response), Error> {
         let url = WsUrl::parse(&self.url)?;
+        check_keepalive_needs_no_socket(&self.config)?;
         self.handshake(stream, &url)
     }
 
@@ -479,8 +481,8 @@ impl ClientHandshake {
         }
         #[cfg_attr(not(feature = "deflate"), allow(clippy::let_unit_value))]
         let agreed = check_response(&response, &self.key, &self.subprotocols, &self.config)?;
-        #[allow(unused_mut)]
         let mut conn = Connection::from_parts(Role::Client, self.config, rest, Some(self.rng));
+        conn.negotiated.subprotocol = response.subprotocol().map(str::to_owned);
         #[cfg(feature = "deflate")]
         if let Some(params) = agreed {
             conn.set_deflate(params);

@@ -15,12 +15,15 @@
 pub mod client;
 pub mod server;
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use base64::Engine;
 
 use crate::config::Config;
 use crate::http::{self, HandshakeError, Headers};
+use crate::percent;
+pub use crate::percent::PercentDecodeError;
 
 /// The GUID appended to the key before hashing (RFC 6455 §1.3).
 const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -97,6 +100,51 @@ impl Request {
     /// The query part of the target without the `?`, e.g. `room=1`.
     pub fn query(&self) -> Option<&str> {
         self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The path, percent-decoded (RFC 3986 §2.1): `/rooms/caf%C3%A9` gives `/rooms/café`.
+    /// `%2F` decodes to `/` like any other escape, so split [`path`](Self::path) first if a
+    /// segment may contain one. A `%` without two hex digits after it, or escapes that do not
+    /// decode to UTF-8, give an error (answer it with a 400, say).
+    ///
+    /// ```
+    /// # fn demo(req: &stdws::Request) {
+    /// match req.decoded_path() {
+    ///     Ok(path) => println!("room {}", path.trim_start_matches("/rooms/")),
+    ///     Err(e) => println!("bad path: {e}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn decoded_path(&self) -> Result<Cow<'_, str>, PercentDecodeError> {
+        percent::decode(self.path(), false)
+    }
+
+    /// The query's `name=value` pairs, decoded as a browser's form encoding
+    /// (`application/x-www-form-urlencoded`: `+` is a space, then `%XX` escapes), in order;
+    /// a name without `=` has an empty value, and repeated names are all kept. No query
+    /// gives no pairs. An invalid escape anywhere in the query, or one that does not decode
+    /// to UTF-8, is an error.
+    ///
+    /// ```
+    /// let head = b"GET /chat?room=caf%C3%A9&user=ada+l HTTP/1.1\r\nHost: x\r\n\r\n";
+    /// let req = stdws::Request::parse(head, 64)?;
+    /// assert_eq!(
+    ///     req.query_params()?,
+    ///     [("room".to_owned(), "café".to_owned()), ("user".to_owned(), "ada l".to_owned())]
+    /// );
+    /// assert_eq!(req.query_param("user")?.as_deref(), Some("ada l"));
+    /// assert_eq!(req.query_param("token")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn query_params(&self) -> Result<Vec<(String, String)>, PercentDecodeError> {
+        percent::query_pairs(self.query().unwrap_or(""))
+    }
+
+    /// The decoded value of the first query parameter called `name` (see
+    /// [`query_params`](Self::query_params), whose errors it shares), or `None`.
+    pub fn query_param(&self, name: &str) -> Result<Option<String>, PercentDecodeError> {
+        let pairs = self.query_params()?;
+        Ok(pairs.into_iter().find(|(n, _)| n == name).map(|(_, v)| v))
     }
 
     /// The HTTP version as (major, minor).

@@ -13,8 +13,9 @@ use crate::connection::Connection;
 use crate::error::{is_retryable, Error, HandshakeError};
 use crate::handshake::{derive_accept_key, handshake_deadline, reason_phrase, Request};
 use crate::http;
+use crate::socket::{ReadTimeout, Socket};
 use crate::state::Role;
-use crate::websocket::WebSocket;
+use crate::websocket::{check_keepalive_needs_no_socket, WebSocket};
 
 /// The 101 response being prepared, which the application may shape in the
 /// [`accept_with`] callback.
@@ -49,13 +50,20 @@ impl UpgradeResponse {
 /// ```
 /// let no = stdws::Rejection::new(403, "origin not allowed").header("X-Reason", "origin");
 /// assert_eq!(no.status(), 403);
+/// assert!(no.check().is_ok());
 /// ```
 #[derive(Debug, Clone)]
 pub struct Rejection {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// A header given to [`header`](Rejection::header) was invalid: the refusal is not sent.
+    invalid_header: bool,
 }
+
+/// Why a [`Rejection`] with an invalid header is not sent.
+const INVALID_REJECTION: &str =
+    "invalid rejection header name or value (or a Content-Length/Transfer-Encoding)";
 
 impl Rejection {
     /// A refusal with `status` (use 4xx or 5xx) and a plain-text `body`.
@@ -64,13 +72,42 @@ impl Rejection {
             status,
             headers: Vec::new(),
             body: body.into(),
+            invalid_header: false,
         }
     }
 
-    /// Adds a header to the refusal (invalid names or values are dropped).
+    /// Adds a header to the refusal. The name must be an HTTP token and the value printable
+    /// (no CR or LF); `Content-Length` and `Transfer-Encoding` are the refusal's own. An
+    /// invalid header makes the refusal invalid ([`check`](Self::check) says so), and it is
+    /// not sent as it is: [`IncomingRequest::reject`] and a refusal from the
+    /// [`accept_with`] callback answer 500 instead and fail with
+    /// [`Error::InvalidInput`], [`ServerHandshake::reject`] fails with it.
+    ///
+    /// ```
+    /// let bad = stdws::Rejection::new(503, "busy").header("Retry-After", "5\r\nX-Evil: 1");
+    /// assert!(bad.check().is_err());
+    /// ```
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        let (name, value) = (name.into(), value.into());
+        let own = ["content-length", "transfer-encoding"];
+        if !http::is_valid_name(&name)
+            || !http::is_valid_value(&value)
+            || own.iter().any(|o| o.eq_ignore_ascii_case(&name))
+        {
+            self.invalid_header = true;
+        } else {
+            self.headers.push((name, value));
+        }
         self
+    }
+
+    /// Whether the refusal can be sent: fails with [`Error::InvalidInput`] if a header
+    /// given to [`header`](Self::header) was invalid.
+    pub fn check(&self) -> Result<(), Error> {
+        match self.invalid_header {
+            true => Err(Error::InvalidInput(INVALID_REJECTION)),
+            false => Ok(()),
+        }
     }
 
     /// The HTTP status.
@@ -264,6 +301,8 @@ pub struct IncomingRequest<T> {
     request: Request,
     /// Bytes the client sent after the request head (its first frames).
     buffered: Vec<u8>,
+    /// The stream's read-timeout controls, when the caller knew `T: Socket`.
+    timeouts: Option<ReadTimeout<T>>,
 }
 
 impl<T: Read + Write> IncomingRequest<T> {
@@ -304,6 +343,7 @@ impl<T: Read + Write> IncomingRequest<T> {
             config,
             request,
             buffered,
+            timeouts: None,
         })
     }
 
@@ -334,6 +374,9 @@ impl<T: Read + Write> IncomingRequest<T> {
     where
         F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
     {
+        if self.timeouts.is_none() {
+            check_keepalive_needs_no_socket(&self.config)?;
+        }
         let (head, agreed) = match upgrade(&self.request, &self.config, callback) {
             Ok(upgraded) => upgraded,
             Err(refusal) => return refuse(&mut self.stream, refusal),
@@ -342,11 +385,17 @@ impl<T: Read + Write> IncomingRequest<T> {
         self.stream.flush()?;
         // Frames the client sent right behind its request stay buffered for `read`.
         let conn = server_connection(self.config, self.buffered, agreed);
-        Ok(WebSocket::from_connection(self.stream, conn))
+        Ok(WebSocket::from_connection(self.stream, conn).keeping(self.timeouts))
     }
 
     /// Refuses the request with `rejection` (e.g. 503 when the server is full) and closes.
+    /// A rejection with an invalid header (see [`Rejection::header`]) is answered with 500
+    /// instead and fails with [`Error::InvalidInput`].
     pub fn reject(mut self, rejection: Rejection) -> Result<(), Error> {
+        if let Err(e) = rejection.check() {
+            write_response(&mut self.stream, &internal_error().to_bytes())?;
+            return Err(e);
+        }
         write_response(&mut self.stream, &rejection.to_bytes())
     }
 
@@ -355,6 +404,14 @@ impl<T: Read + Write> IncomingRequest<T> {
     pub fn respond(mut self, status: u16, content_type: &str, body: &[u8]) -> Result<(), Error> {
         let bytes = http_answer(status, content_type, body)?;
         write_response(&mut self.stream, &bytes)
+    }
+}
+
+impl<T: Read + Write + Socket> IncomingRequest<T> {
+    /// Lets the connection set the stream's read timeout, for keep-alive.
+    pub(crate) fn with_read_timeouts(mut self) -> Self {
+        self.timeouts = Some(ReadTimeout::of());
+        self
     }
 }
 
@@ -397,6 +454,11 @@ fn check_response(req: &Request, resp: &UpgradeResponse) -> Result<(), &'static 
     Ok(())
 }
 
+/// The answer when the application's own response (a 101 or a refusal) is invalid.
+fn internal_error() -> Rejection {
+    Rejection::new(500, "Internal error during the WebSocket handshake.\n")
+}
+
 /// Sends a refusal's response (best effort: the client may be gone) and fails with its
 /// error.
 fn refuse<T: Write, R>(stream: &mut T, refusal: Refusal) -> Result<R, Error> {
@@ -436,22 +498,23 @@ impl Refusal {
     }
 }
 
-/// The permessage-deflate parameters agreed in a handshake (nothing without the feature).
-#[cfg(feature = "deflate")]
-type Agreed = Option<crate::deflate::Params>;
-#[cfg(not(feature = "deflate"))]
-type Agreed = ();
-
 /// Decides the answer to an upgrade request (RFC 6455 §4.2.2): checks it, lets `callback`
-/// shape or refuse the 101, negotiates permessage-deflate. Returns the 101's head and the
-/// agreed compression, or the refusal to send.
-fn upgrade<F>(request: &Request, config: &Config, callback: F) -> Result<(Vec<u8>, Agreed), Refusal>
+/// shape or refuse the 101, negotiates permessage-deflate. Returns the 101's head and what
+/// it agreed on, or the refusal to send.
+fn upgrade<F>(
+    request: &Request,
+    config: &Config,
+    callback: F,
+) -> Result<(Vec<u8>, Upgraded), Refusal>
 where
     F: FnOnce(&Request, &mut UpgradeResponse) -> Result<(), Rejection>,
 {
     let key = check_request(request).map_err(|(rejection, e)| Refusal::new(&rejection, e))?;
     let mut response = UpgradeResponse::default();
     if let Err(rejection) = callback(request, &mut response) {
+        if let Err(e) = rejection.check() {
+            return Err(Refusal::new(&internal_error(), e));
+        }
         let status = rejection.status();
         return Err(Refusal::new(&rejection, HandshakeError::Rejected(status)));
     }
@@ -464,8 +527,7 @@ where
             .map_or(Ok(()), crate::deflate::DeflateConfig::check)
     });
     if let Err(what) = checked {
-        let rejection = Rejection::new(500, "Internal error during the WebSocket handshake.\n");
-        return Err(Refusal::new(&rejection, Error::InvalidInput(what)));
+        return Err(Refusal::new(&internal_error(), Error::InvalidInput(what)));
     }
     let mut head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -492,10 +554,19 @@ where
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
+    let upgraded = Upgraded {
+        subprotocol: response.subprotocol,
+        #[cfg(feature = "deflate")]
+        deflate: deflate.map(|(params, _)| params),
+    };
+    Ok((head.into_bytes(), upgraded))
+}
+
+/// What a 101 agreed on: the subprotocol and the compression.
+struct Upgraded {
+    subprotocol: Option<String>,
     #[cfg(feature = "deflate")]
-    return Ok((head.into_bytes(), deflate.map(|(params, _)| params)));
-    #[cfg(not(feature = "deflate"))]
-    Ok((head.into_bytes(), ()))
+    deflate: Option<crate::deflate::Params>,
 }
 
 /// The server's side of the opening handshake as a state machine over bytes (RFC 6455
@@ -623,8 +694,11 @@ impl ServerHandshake {
     }
 
     /// The bytes of a refusal (e.g. 503 when the server is full): write them, then close.
-    pub fn reject(self, rejection: &Rejection) -> Vec<u8> {
-        rejection.to_bytes()
+    /// Fails with [`Error::InvalidInput`] if the rejection has an invalid header (see
+    /// [`Rejection::header`]).
+    pub fn reject(self, rejection: &Rejection) -> Result<Vec<u8>, Error> {
+        rejection.check()?;
+        Ok(rejection.to_bytes())
     }
 
     /// The bytes of a plain HTTP answer to the request (a page, say): `status` (200-599),
@@ -641,16 +715,14 @@ impl ServerHandshake {
 }
 
 /// The server's connection after its 101: `buffered` (frames that came behind the request)
-/// is its first input, and the agreed compression is on.
-fn server_connection(config: Config, buffered: Vec<u8>, agreed: Agreed) -> Connection {
-    #[allow(unused_mut)]
+/// is its first input, and what the 101 agreed on is in force.
+fn server_connection(config: Config, buffered: Vec<u8>, agreed: Upgraded) -> Connection {
     let mut conn = Connection::from_parts(Role::Server, config, buffered, None);
+    conn.negotiated.subprotocol = agreed.subprotocol;
     #[cfg(feature = "deflate")]
-    if let Some(params) = agreed {
+    if let Some(params) = agreed.deflate {
         conn.set_deflate(params);
     }
-    #[cfg(not(feature = "deflate"))]
-    let () = agreed;
     conn
 }
 

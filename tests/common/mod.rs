@@ -534,6 +534,20 @@ pub fn accept_within(listener: &TcpListener) -> TcpStream {
     }
 }
 
+/// `stdws::accept_with(stream, config)`, except that keep-alive, which that generic
+/// constructor refuses in its config, is turned on with `WebSocket::set_keepalive`.
+pub fn accept_config(
+    stream: TcpStream,
+    config: stdws::Config,
+) -> stdws::Result<WebSocket<TcpStream>> {
+    let keepalive = config.keepalive;
+    let mut ws = stdws::accept_with(stream, config.keepalive(None), |_, _| Ok(()))?;
+    if keepalive.is_some() {
+        ws.set_keepalive(keepalive);
+    }
+    Ok(ws)
+}
+
 /// A connected (server, client) pair over 127.0.0.1, both with [`IO_TIMEOUT`] read and write
 /// timeouts, the server accepted with `server_config` and the client with `client_config`.
 pub fn ws_pair_with(
@@ -548,8 +562,7 @@ pub fn ws_pair_with(
             .connect()
     });
     let stream = accept_within(&listener);
-    let server =
-        stdws::accept_with(stream, server_config, |_, _| Ok(())).expect("server handshake");
+    let server = accept_config(stream, server_config).expect("server handshake");
     let (client, _response) = client.join(IO_TIMEOUT).expect("client handshake");
     set_timeouts(client.get_ref());
     (server, client)
@@ -567,7 +580,7 @@ pub fn server_and_raw_client(config: stdws::Config) -> (WebSocket<TcpStream>, Ra
     let addr = listener.local_addr().unwrap();
     let server = spawn_bounded(move || {
         let stream = accept_within(&listener);
-        stdws::accept_with(stream, config, |_, _| Ok(()))
+        accept_config(stream, config)
     });
     let raw = RawConn::handshake(addr);
     let ws = server.join(IO_TIMEOUT).expect("server handshake");
