@@ -74,6 +74,7 @@ mod config;
 mod connection;
 #[cfg(feature = "deflate")]
 mod deflate;
+mod dial;
 mod driver;
 mod error;
 mod fanout;
@@ -88,6 +89,7 @@ mod prepared;
 mod protocol;
 mod rand;
 mod receiver;
+mod redirect;
 mod sender;
 mod server;
 mod shutdown;
@@ -110,7 +112,9 @@ pub use crate::close::{CloseCode, CloseFrame};
 pub use crate::config::Config;
 #[cfg(feature = "deflate")]
 pub use crate::deflate::DeflateConfig;
-pub use crate::error::{CapacityError, Error, HandshakeError, ProtocolError, Result, UrlError};
+pub use crate::error::{
+    CapacityError, Error, HandshakeError, ProtocolError, RedirectError, Result, UrlError,
+};
 pub use crate::fanout::{Cut, Delivery, Fanout, FanoutConfig, Subscription, Topic};
 pub use crate::handshake::client::ClientBuilder;
 pub use crate::handshake::server::{
