@@ -406,6 +406,12 @@ impl ClientBuilder {
             Ok(MaybeTlsStream::Rustls(Box::new(tls)))
         })
     }
+
+    /// [`reconnecting`](ClientBuilder::reconnecting) for `ws://` and `wss://` URLs: each
+    /// attempt is a [`connect_tls`](Self::connect_tls).
+    pub fn reconnecting_tls(self) -> crate::Reconnecting<MaybeTlsStream> {
+        crate::Reconnecting::new(self, ClientBuilder::connect_tls)
+    }
 }
 
 /// Performs the TLS handshake on an accepted connection with `tls`, then the WebSocket
