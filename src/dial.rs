@@ -5,12 +5,18 @@
 //! Each attempt gets an equal share of the time that is left (the timeout divided by the
 //! addresses still to try), so an address that swallows SYNs cannot use up the time of the
 //! ones after it, and an address that refuses at once leaves its share to the next.
+//!
+//! Through a proxy, the connection goes to the proxy's addresses, and then the proxy's
+//! protocol (`proxy/http_connect.rs`, `proxy/socks5.rs`) opens the tunnel to the server,
+//! all by the same deadline.
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::http;
+use crate::proxy::{http_connect, socks5, ProxyError, ProxyKind, ProxyUrl};
 use crate::url::UrlError;
 
 /// Resolves `host` and connects to one of its addresses on `port` by `deadline` (`None`:
@@ -28,6 +34,131 @@ pub(crate) fn connect_host(
         return Err(UrlError::NoAddress.into());
     }
     connect_any(&interleave(addrs), deadline).map_err(Error::Io)
+}
+
+/// Connects to `proxy` and has it open a tunnel to `host:port`, all by `deadline`. The
+/// stream returned carries the server's bytes from its first byte.
+pub(crate) fn connect_via(
+    proxy: &ProxyUrl,
+    host: &str,
+    port: u16,
+    deadline: Option<Instant>,
+) -> Result<TcpStream, Error> {
+    let mut stream = connect_host(&proxy.host, proxy.port, deadline)?;
+    let credentials = proxy
+        .credentials
+        .as_ref()
+        .map(|(u, p)| (u.as_str(), p.as_str()));
+    let io = Conversation {
+        stream: &mut stream,
+        deadline,
+    };
+    match proxy.kind {
+        ProxyKind::Http => http_tunnel(io, host, port, credentials)?,
+        ProxyKind::Socks5 => socks5_tunnel(io, host, port, credentials)?,
+    }
+    stream.set_read_timeout(None)?;
+    stream.set_write_timeout(None)?;
+    Ok(stream)
+}
+
+/// The proxy's socket, each read and write bounded by the deadline.
+struct Conversation<'a> {
+    stream: &'a mut TcpStream,
+    deadline: Option<Instant>,
+}
+
+impl Conversation<'_> {
+    /// Sets the time left as the socket's timeouts; fails once it is over.
+    fn arm(&mut self) -> io::Result<()> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            self.stream.set_write_timeout(Some(left))?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.arm()?;
+        self.stream.write_all(bytes).map_err(timeouts)
+    }
+
+    /// Reads exactly `buf.len()` bytes; the proxy closing first is `UnexpectedEof`.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        self.arm()?;
+        self.stream.read_exact(buf).map_err(timeouts)
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(ErrorKind::TimedOut, "the proxy did not answer in time")
+}
+
+/// A read timeout is a timeout whatever kind the platform gives it.
+fn timeouts(e: io::Error) -> io::Error {
+    if e.kind() == ErrorKind::WouldBlock {
+        timed_out()
+    } else {
+        e
+    }
+}
+
+/// HTTP `CONNECT`: the request, then the answer head read byte by byte (nothing after it
+/// may be taken from the stream: that is the server's), then its check.
+fn http_tunnel(
+    mut io: Conversation<'_>,
+    host: &str,
+    port: u16,
+    credentials: Option<(&str, &str)>,
+) -> Result<(), Error> {
+    io.send(&http_connect::request(host, port, credentials))?;
+    let mut head = Vec::with_capacity(256);
+    let mut scan = http::HeadScan::default();
+    loop {
+        let mut byte = [0u8];
+        io.recv(&mut byte)?;
+        head.push(byte[0]);
+        if http::find_head_end(&head, &mut scan).is_some() {
+            break;
+        }
+        if head.len() >= http_connect::MAX_HEAD {
+            return Err(ProxyError::Malformed("answer head too large").into());
+        }
+    }
+    Ok(http_connect::check_response(&head)?)
+}
+
+/// SOCKS5: greeting, credentials if asked, CONNECT with the host's name, the reply.
+fn socks5_tunnel(
+    mut io: Conversation<'_>,
+    host: &str,
+    port: u16,
+    credentials: Option<(&str, &str)>,
+) -> Result<(), Error> {
+    // Checked before anything is sent.
+    let connect = socks5::connect_request(host, port)?;
+    let auth = credentials
+        .map(|(user, pass)| socks5::auth_request(user, pass))
+        .transpose()?;
+    io.send(&socks5::greeting(auth.is_some()))?;
+    let mut reply = [0u8; 2];
+    io.recv(&mut reply)?;
+    if socks5::check_method(reply, auth.is_some())? == socks5::Method::Password {
+        io.send(auth.as_deref().unwrap_or_default())?;
+        io.recv(&mut reply)?;
+        socks5::check_auth(reply)?;
+    }
+    io.send(&connect)?;
+    let mut head = [0u8; 5];
+    io.recv(&mut head)?;
+    let mut rest = vec![0u8; socks5::reply_rest(head)?];
+    socks5::check_reply(head)?;
+    io.recv(&mut rest)?;
+    Ok(())
 }
 
 /// Tries `addrs` in order until one connects, each attempt with an equal share of the time

@@ -103,12 +103,14 @@ pub enum Retry {
 ///
 /// - [`Retry::Backoff`]: I/O errors (refused, reset, unreachable, timed out), a handshake
 ///   that timed out or that the server cut off, name resolution failures, a 5xx answer
-///   without `Retry-After`;
+///   without `Retry-After`, a proxy that could not reach the server
+///   ([`ProxyError::is_transient`](crate::ProxyError::is_transient));
 /// - [`Retry::After`]: a 429 or 5xx answer with `Retry-After` in seconds (a 429 without
 ///   one: [`Retry::Backoff`]);
 /// - [`Retry::No`]: anything else, e.g. 401, 403, 404 and the other 4xx and 3xx answers,
 ///   an invalid URL or header, a redirect not followed, a TLS certificate failure, a
-///   response that breaks RFC 6455.
+///   response that breaks RFC 6455, a proxy that refused the client (407, 403, SOCKS5
+///   rules or credentials).
 pub fn retry_policy(error: &Error) -> Retry {
     match error {
         Error::Io(e) => match e.kind() {
@@ -118,6 +120,7 @@ pub fn retry_policy(error: &Error) -> Retry {
             _ => Retry::Backoff,
         },
         Error::Resolve(_) => Retry::Backoff,
+        Error::Proxy(e) if e.is_transient() => Retry::Backoff,
         Error::Url(crate::url::UrlError::NoAddress) => Retry::Backoff,
         Error::Handshake(HandshakeError::TimedOut | HandshakeError::Incomplete) => Retry::Backoff,
         Error::Http(response) => {

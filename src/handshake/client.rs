@@ -20,12 +20,22 @@ use crate::dial;
 use crate::error::{is_retryable, Error, HandshakeError, UrlError};
 use crate::handshake::{derive_accept_key, handshake_deadline, Response};
 use crate::http;
+use crate::proxy::{self, ProxyUrl};
 use crate::rand::Rng;
 use crate::redirect::{self, RedirectError};
 use crate::socket::Socket;
 use crate::state::Role;
 use crate::url::WsUrl;
 use crate::websocket::WebSocket;
+
+/// Where a client's proxy comes from.
+#[derive(Debug, Clone)]
+enum ProxyChoice {
+    /// This proxy URL.
+    Url(String),
+    /// The environment, per connection (see [`proxy::from_env`]).
+    FromEnv,
+}
 
 /// Redirects [`ClientBuilder::connect`] follows by default.
 pub const DEFAULT_MAX_REDIRECTS: usize = 3;
@@ -64,6 +74,7 @@ pub struct ClientBuilder {
     connect_timeout: Option<Duration>,
     pub(crate) nodelay: bool,
     max_redirects: usize,
+    proxy: Option<ProxyChoice>,
     /// The caller's TLS settings for `wss://` (see `crate::tls`).
     #[cfg(feature = "rustls")]
     pub(crate) tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
@@ -82,6 +93,7 @@ impl ClientBuilder {
             connect_timeout: Some(Duration::from_secs(10)),
             nodelay: true,
             max_redirects: DEFAULT_MAX_REDIRECTS,
+            proxy: None,
             #[cfg(feature = "rustls")]
             tls_config: None,
         }
@@ -143,6 +155,32 @@ impl ClientBuilder {
     /// [`header`](Self::header). [`Response::url`] tells where the connection ended up.
     pub fn max_redirects(mut self, max: usize) -> Self {
         self.max_redirects = max;
+        self
+    }
+
+    /// Connects through a proxy: `http://[user:password@]host[:port]` (HTTP `CONNECT`,
+    /// with Basic credentials if the URL has them) or `socks5://` / `socks5h://`
+    /// `[user:password@]host[:port]` (SOCKS5, without authentication or with username and
+    /// password; either way the proxy resolves the server's name). The port defaults to
+    /// 1080, as in curl; userinfo may be percent-encoded. `wss://` goes through the tunnel
+    /// too (TLS runs end to end, with [`connect_tls`](Self::connect_tls)).
+    ///
+    /// The connect timeout bounds reaching the proxy and the proxy's answer. An invalid
+    /// proxy URL, a refusal (407, 403, a SOCKS5 error code) or a proxy that breaks its
+    /// protocol fails with [`Error::Proxy`]; a proxy that cannot be reached, with
+    /// [`Error::Io`].
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(ProxyChoice::Url(url.into()));
+        self
+    }
+
+    /// Takes the proxy from the environment at each connect, as curl does:
+    /// `https_proxy`/`HTTPS_PROXY` for `wss://`, `http_proxy`/`HTTP_PROXY` for `ws://`,
+    /// else `all_proxy`/`ALL_PROXY`, and none when `no_proxy`/`NO_PROXY` lists the host
+    /// (`*`, names that also cover their subdomains, IP addresses, CIDR blocks). Lowercase
+    /// names win; unlike curl, an uppercase `HTTP_PROXY` is read too. Off unless called.
+    pub fn proxy_from_env(mut self) -> Self {
+        self.proxy = Some(ProxyChoice::FromEnv);
         self
     }
 
@@ -224,11 +262,24 @@ impl ClientBuilder {
         self.handshake(stream, &url)
     }
 
-    /// Opens the TCP connection to the URL's host within the connect timeout, with
-    /// `TCP_NODELAY` as set.
+    /// Opens the TCP connection to the URL's host (through the proxy, if there is one)
+    /// within the connect timeout, with `TCP_NODELAY` as set.
     pub(crate) fn open_tcp(&self, url: &WsUrl) -> Result<TcpStream, Error> {
         let deadline = self.connect_timeout.map(|t| Instant::now() + t);
-        let stream = dial::connect_host(&url.host, url.port, deadline)?;
+        let proxy = match &self.proxy {
+            None => None,
+            Some(ProxyChoice::Url(p)) => Some(p.clone()),
+            Some(ProxyChoice::FromEnv) => {
+                proxy::from_env(url.secure, &url.host, |name| std::env::var(name).ok())
+            }
+        };
+        let stream = match proxy {
+            None => dial::connect_host(&url.host, url.port, deadline)?,
+            Some(p) => {
+                let p: ProxyUrl = ProxyUrl::parse(&p)?;
+                dial::connect_via(&p, &url.host, url.port, deadline)?
+            }
+        };
         stream.set_nodelay(self.nodelay)?;
         Ok(stream)
     }
