@@ -47,6 +47,12 @@
 //! # Ok::<(), stdws::Error>(())
 //! ```
 //!
+//! A client that must stay connected uses [`ClientBuilder::reconnecting`] (an iterator of
+//! connections with backoff and a retry policy), [`ClientBuilder::proxy`] or
+//! [`ClientBuilder::proxy_from_env`] (HTTP CONNECT and SOCKS5), and follows redirects
+//! ([`ClientBuilder::max_redirects`]); the README's "Clients that stay connected" shows
+//! them.
+//!
 //! # Servers
 //!
 //! [`WebSocket::split`] gives a [`ReadHalf`] and a cloneable [`WriteHalf`] for full-duplex

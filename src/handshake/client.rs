@@ -163,7 +163,7 @@ impl ClientBuilder {
     /// `[user:password@]host[:port]` (SOCKS5, without authentication or with username and
     /// password; either way the proxy resolves the server's name). The port defaults to
     /// 1080, as in curl; userinfo may be percent-encoded. `wss://` goes through the tunnel
-    /// too (TLS runs end to end, with [`connect_tls`](Self::connect_tls)).
+    /// too (TLS runs end to end, with `connect_tls`, feature `rustls`).
     ///
     /// The connect timeout bounds reaching the proxy and the proxy's answer. An invalid
     /// proxy URL, a refusal (407, 403, a SOCKS5 error code) or a proxy that breaks its
