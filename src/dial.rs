@@ -253,6 +253,48 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
     }
 
+    /// A listener whose accept queue is full (nothing accepts): the kernel drops further
+    /// SYNs, so a connect to it hangs as to an address that swallows packets. Returns it
+    /// and the connections that fill it.
+    fn black_hole() -> (TcpListener, Vec<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..5000 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(stream) => held.push(stream),
+                Err(e) if e.kind() == ErrorKind::TimedOut => return (listener, held),
+                Err(e) => panic!("filling the accept queue: {e}"),
+            }
+        }
+        panic!("the accept queue never filled");
+    }
+
+    #[test]
+    fn a_silent_address_gets_only_its_share_of_the_timeout() {
+        let (hole, _held) = black_hole();
+        let silent = hole.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let live = listener.local_addr().unwrap();
+        // Two addresses, 2 s: the silent one gets 1 s, then the live one connects.
+        let start = Instant::now();
+        let deadline = Some(start + Duration::from_secs(2));
+        let stream = connect_any(&[silent, live], deadline).unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), live);
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(900), "{took:?}");
+        assert!(took < Duration::from_millis(1800), "{took:?}");
+        // Only silent addresses: the whole connect ends at the deadline, not after 2 x 1 s.
+        let start = Instant::now();
+        let e = connect_any(&[silent, silent], Some(start + Duration::from_secs(1))).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        assert!(
+            start.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
     #[test]
     fn a_past_deadline_times_out_without_trying() {
         let e = connect_any(&[refused_port()], Some(Instant::now())).unwrap_err();
