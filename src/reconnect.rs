@@ -169,23 +169,28 @@ impl StopHandle {
         *self.0 .0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits `delay` unless stopped first; `false` if stopped.
+    /// Waits `delay` unless stopped first; `false` if stopped. A delay too long for the
+    /// clock waits until stopped.
     fn sleep(&self, delay: Duration) -> bool {
         let (stopped, wake) = &*self.0;
-        let deadline = Instant::now() + delay;
+        let deadline = Instant::now().checked_add(delay);
         let mut guard = stopped.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if *guard {
                 return false;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return true;
-            }
-            guard = wake
-                .wait_timeout(guard, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            guard = match deadline {
+                None => wake.wait(guard).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return true;
+                    }
+                    wake.wait_timeout(guard, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
     }
 }
@@ -481,5 +486,14 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(5));
         t.join().unwrap();
         assert!(StopHandle::default().sleep(Duration::from_millis(1)));
+        // A delay past what the clock can hold waits until stopped, without a panic.
+        let stop = StopHandle::default();
+        let other = stop.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            other.stop();
+        });
+        assert!(!stop.sleep(Duration::MAX));
+        t.join().unwrap();
     }
 }

@@ -196,3 +196,56 @@ fn a_stop_handle_ends_a_long_wait() {
     stopper.join().unwrap();
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_server_that_drops_every_connection_at_once_is_not_hammered() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let server = thread::spawn(move || {
+        let end = Instant::now() + Duration::from_millis(1500);
+        let mut accepted = 0;
+        while Instant::now() < end {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    common::set_timeouts(&stream);
+                    // Upgrade, then drop the connection at once.
+                    if stdws::accept(stream).is_ok() {
+                        accepted += 1;
+                    }
+                }
+                Err(_) => thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        accepted
+    });
+    // Windows 100 ms, 200 ms, 400 ms, 800 ms, 1 s: with the window growing while
+    // connections keep ending at once, one second holds a handful of reconnects (a window
+    // reset after each would make it about twenty).
+    let start = Instant::now();
+    let mut connections = 0;
+    for connection in ClientBuilder::new(format!("ws://{addr}/"))
+        .reconnecting()
+        .backoff(Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+            2.0,
+        ))
+        .max_attempts(Some(3))
+    {
+        let Ok((mut ws, _)) = connection else { break };
+        connections += 1;
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        while ws.read().is_ok() {}
+        if start.elapsed() >= Duration::from_secs(1) {
+            break;
+        }
+    }
+    let accepted = server.join().unwrap();
+    assert!(connections >= 2, "{connections} connections");
+    assert!(connections < 15, "{connections} connections in 1 s");
+    assert!(accepted >= connections);
+}

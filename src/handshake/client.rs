@@ -265,7 +265,10 @@ impl ClientBuilder {
     /// Opens the TCP connection to the URL's host (through the proxy, if there is one)
     /// within the connect timeout, with `TCP_NODELAY` as set.
     pub(crate) fn open_tcp(&self, url: &WsUrl) -> Result<TcpStream, Error> {
-        let deadline = self.connect_timeout.map(|t| Instant::now() + t);
+        // A timeout too long for the clock is no timeout.
+        let deadline = self
+            .connect_timeout
+            .and_then(|t| Instant::now().checked_add(t));
         let proxy = match &self.proxy {
             None => None,
             Some(ProxyChoice::Url(p)) => Some(p.clone()),
