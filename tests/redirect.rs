@@ -156,3 +156,94 @@ fn bad_or_missing_locations_are_errors_not_panics() {
     );
     server.join();
 }
+
+#[cfg(feature = "rustls")]
+mod tls {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use stdws::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use stdws::tls::rustls::{
+        ClientConfig, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
+    };
+
+    /// A server configuration for `localhost` and a client configuration that trusts it.
+    fn tls_pair() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let der: CertificateDer<'static> = cert.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let server = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    #[test]
+    fn never_from_wss_to_ws() {
+        let (server_config, client_config) = tls_pair();
+        // Over TLS, the server redirects to a plain ws:// URL.
+        let server = serve(1, move |stream| {
+            common::set_timeouts(&stream);
+            let conn = ServerConnection::new(Arc::clone(&server_config)).unwrap();
+            let mut tls = StreamOwned::new(conn, stream);
+            let mut head = Vec::new();
+            let mut byte = [0u8];
+            while !head.ends_with(b"\r\n\r\n") {
+                tls.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            tls.write_all(
+                b"HTTP/1.1 301 Moved\r\nLocation: ws://localhost:1/plain\r\nContent-Length: 0\r\n\r\n",
+            )
+            .unwrap();
+            tls.flush().unwrap();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        });
+        let url = format!("wss://localhost:{}/secure", server.addr.port());
+        let e = ClientBuilder::new(url)
+            .tls_config(client_config)
+            .connect_tls()
+            .unwrap_err();
+        match e {
+            Error::Redirect(RedirectError::InsecureDowngrade { location }) => {
+                assert_eq!(location, "ws://localhost:1/plain")
+            }
+            other => panic!("expected InsecureDowngrade, got {other:?}"),
+        }
+        server.join();
+    }
+
+    #[test]
+    fn from_ws_to_wss_is_followed() {
+        let (server_config, client_config) = tls_pair();
+        let secure = serve(1, move |stream| {
+            let mut ws = stdws::tls::accept(stream, Arc::clone(&server_config)).unwrap();
+            common::echo_ws(&mut ws)
+        });
+        let target = format!("wss://localhost:{}/secure", secure.addr.port());
+        let location = target.replace("wss://", "https://");
+        let plain = serve(1, move |stream| redirect(stream, 308, &location));
+        let (mut ws, response) = ClientBuilder::new(plain.url("/"))
+            .tls_config(client_config)
+            .connect_tls()
+            .unwrap();
+        assert!(ws.get_ref().is_tls());
+        assert_eq!(response.url(), Some(target.as_str()));
+        ws.get_ref()
+            .tcp()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        ws.send_text("upgraded").unwrap();
+        assert_eq!(ws.read().unwrap(), Message::Text("upgraded".into()));
+        ws.close_and_wait(1000, "", Duration::from_secs(5)).unwrap();
+        plain.join();
+        secure.join();
+    }
+}
