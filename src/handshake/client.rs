@@ -29,12 +29,25 @@ use crate::url::WsUrl;
 use crate::websocket::WebSocket;
 
 /// Where a client's proxy comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum ProxyChoice {
     /// This proxy URL.
     Url(String),
     /// The environment, per connection (see [`proxy::from_env`]).
     FromEnv,
+}
+
+impl std::fmt::Debug for ProxyChoice {
+    /// Never shows the proxy URL's credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyChoice::Url(url) => match url.rsplit_once('@') {
+                Some((_, host)) => write!(f, "Url(\"***@{host}\")"),
+                None => write!(f, "Url({url:?})"),
+            },
+            ProxyChoice::FromEnv => f.write_str("FromEnv"),
+        }
+    }
 }
 
 /// Redirects [`ClientBuilder::connect`] follows by default.
@@ -676,6 +689,17 @@ mod tests {
             ),
             Err(Error::Handshake(HandshakeError::UnexpectedExtension(_)))
         ));
+    }
+
+    #[test]
+    fn debug_hides_the_proxy_credentials() {
+        let b = ClientBuilder::new("ws://h/").proxy("http://alice:secret@proxy:3128");
+        let shown = format!("{b:?}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("alice"),
+            "{shown}"
+        );
+        assert!(shown.contains("***@proxy:3128"), "{shown}");
     }
 
     #[test]
