@@ -249,3 +249,71 @@ fn a_server_that_drops_every_connection_at_once_is_not_hammered() {
     assert!(connections < 15, "{connections} connections in 1 s");
     assert!(accepted >= connections);
 }
+
+#[cfg(feature = "rustls")]
+#[test]
+fn reconnecting_tls_retries_a_503_over_tls() {
+    use std::io::{Read, Write};
+    use stdws::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use stdws::tls::rustls::{
+        ClientConfig, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
+    };
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let der: CertificateDer<'static> = cert.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let server_config = Arc::new(
+        ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap(),
+    );
+    let mut roots = RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client_config = Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+
+    let mut first = true;
+    let server = serve(2, move |stream| {
+        if std::mem::take(&mut first) {
+            let conn = ServerConnection::new(Arc::clone(&server_config)).unwrap();
+            let mut tls = StreamOwned::new(conn, stream);
+            let mut head = Vec::new();
+            let mut byte = [0u8];
+            while !head.ends_with(b"\r\n\r\n") {
+                tls.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            tls.write_all(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        } else {
+            let mut ws = stdws::tls::accept(stream, Arc::clone(&server_config)).unwrap();
+            ws.send_text("secure").unwrap();
+            let _ = ws.close_and_wait(1000, "", Duration::from_secs(5));
+        }
+    });
+    let retried = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&retried);
+    let mut connections = ClientBuilder::new(format!("wss://localhost:{}/", server.addr.port()))
+        .tls_config(client_config)
+        .reconnecting_tls()
+        .backoff(quick())
+        .on_retry(move |e, _| log.lock().unwrap().push(e.to_string()));
+    let (mut ws, _) = connections.next().unwrap().unwrap();
+    assert!(ws.get_ref().is_tls());
+    ws.get_ref()
+        .tcp()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text("secure".into()));
+    ws.close_and_wait(1000, "", Duration::from_secs(5)).unwrap();
+    server.join();
+    let retried = retried.lock().unwrap();
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert!(retried[0].contains("HTTP 503"), "{retried:?}");
+}
