@@ -14,7 +14,7 @@ use std::fmt;
 use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, HandshakeError};
 use crate::handshake::client::ClientBuilder;
@@ -105,8 +105,8 @@ pub enum Retry {
 ///   that timed out or that the server cut off, name resolution failures, a 5xx answer
 ///   without `Retry-After`, a proxy that could not reach the server
 ///   ([`ProxyError::is_transient`](crate::ProxyError::is_transient));
-/// - [`Retry::After`]: a 429 or 5xx answer with `Retry-After` in seconds (a 429 without
-///   one: [`Retry::Backoff`]);
+/// - [`Retry::After`]: a 429 or 5xx answer with `Retry-After` (seconds, or an HTTP date;
+///   a 429 without one: [`Retry::Backoff`]);
 /// - [`Retry::No`]: anything else, e.g. 401, 403, 404 and the other 4xx and 3xx answers,
 ///   an invalid URL or header, a redirect not followed, a TLS certificate failure, a
 ///   response that breaks RFC 6455, a proxy that refused the client (407, 403, SOCKS5
@@ -141,14 +141,61 @@ pub fn retry_policy(error: &Error) -> Retry {
     }
 }
 
-/// `Retry-After` as delta-seconds (RFC 9110 §10.2.3); an HTTP date is not read (the
-/// backoff's delay is used instead).
+/// `Retry-After` (RFC 9110 §10.2.3): delta-seconds, or an HTTP date (IMF-fixdate), which
+/// is read against this machine's clock (a date already past: retry at once).
 fn retry_after(response: &Response) -> Option<Duration> {
     let value = response.header("Retry-After")?.trim();
-    if value.is_empty() || value.len() > 10 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    if !value.is_empty() && value.len() <= 10 && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value.parse().ok().map(Duration::from_secs);
     }
-    value.parse().ok().map(Duration::from_secs)
+    let at = http_date(value)?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Reads an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7), the form
+/// servers send; the obsolete forms are not read.
+fn http_date(value: &str) -> Option<SystemTime> {
+    let (_weekday, rest) = value.split_once(", ")?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let number = |s: &str, len: usize| -> Option<i64> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    let day = number(day, 2).filter(|d| (1..=31).contains(d))?;
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let year = number(year, 4)?;
+    let hms: Vec<&str> = time.split(':').collect();
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
+    let h = number(h, 2).filter(|h| *h < 24)?;
+    let m = number(m, 2).filter(|m| *m < 60)?;
+    let s = number(s, 2).filter(|s| *s < 61)?;
+    let secs = days_since_epoch(year, month, day) * 86_400 + h * 3600 + m * 60 + s;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (`month` 1-12),
+/// counting whole 400-year cycles of 146,097 days and the days into the last one from
+/// 1 March, so that February's length only matters at the end of a year.
+fn days_since_epoch(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let cycle = year.div_euclid(400);
+    let year_of_cycle = year - cycle * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_cycle = year_of_cycle * 365 + year_of_cycle / 4 - year_of_cycle / 100 + day_of_year;
+    // 719,468 days from 0000-03-01 to 1970-01-01.
+    cycle * 146_097 + day_of_cycle - 719_468
 }
 
 /// Stops a [`Reconnecting`] from another thread: a wait in progress ends at once, and the
@@ -455,8 +502,17 @@ mod tests {
             retry_policy(&http(429, "Retry-After: 2\r\n")),
             Retry::After(Duration::from_secs(2))
         );
+        // A date: how long until then (past: at once); one that does not parse: backoff.
         assert_eq!(
             retry_policy(&http(429, "Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n")),
+            Retry::After(Duration::ZERO)
+        );
+        match retry_policy(&http(503, "Retry-After: Fri, 01 Jan 2100 00:00:00 GMT\r\n")) {
+            Retry::After(d) => assert!(d > Duration::from_secs(60 * 365 * 86_400)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            retry_policy(&http(429, "Retry-After: soon\r\n")),
             Retry::Backoff
         );
         for status in [400, 401, 403, 404, 410, 426, 301] {
@@ -471,6 +527,30 @@ mod tests {
             Retry::No
         );
         assert_eq!(retry_policy(&Error::InvalidInput("x")), Retry::No);
+    }
+
+    #[test]
+    fn http_dates() {
+        let unix = |v: &str| http_date(v).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
+        assert_eq!(unix("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(unix("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(unix("Tue, 29 Feb 2000 23:59:59 GMT"), Some(951_868_799));
+        assert_eq!(unix("Wed, 01 Mar 2000 00:00:00 GMT"), Some(951_868_800));
+        assert_eq!(unix("Fri, 31 Dec 1999 23:59:60 GMT"), Some(946_684_800));
+        for bad in [
+            "",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+            "Wed, 31 Dec 1969 23:59:59 GMT",
+            "Sun, 06 Nov +994 08:49:37 GMT",
+        ] {
+            assert_eq!(unix(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
