@@ -18,6 +18,8 @@ use crate::handshake::Response;
 
 pub use crate::http::HandshakeError;
 pub use crate::protocol::ProtocolError;
+pub use crate::proxy::ProxyError;
+pub use crate::redirect::RedirectError;
 pub use crate::url::UrlError;
 
 /// The result type of this crate.
@@ -71,6 +73,16 @@ pub enum Error {
     KeepAliveTimeout,
     /// The URL given to the client is invalid or unsupported.
     Url(UrlError),
+    /// The URL's host name could not be resolved (the resolver's error: no such host, no
+    /// DNS server reachable, ...).
+    Resolve(io::Error),
+    /// The server redirected the opening handshake and the redirect was not followed: too
+    /// many in a row, from `wss://` to `ws://`, or to a URL that is not valid.
+    Redirect(RedirectError),
+    /// The proxy did not open a tunnel to the server: it refused (HTTP 407 or 403, a SOCKS5
+    /// error code, rejected credentials), could not reach the server, or answered outside
+    /// its protocol. Failing to reach the proxy itself is [`Error::Io`].
+    Proxy(ProxyError),
     /// The argument given to a send method is invalid (for example a close code that may not be
     /// sent, or a control payload over 125 bytes). Nothing was sent.
     InvalidInput(&'static str),
@@ -143,6 +155,9 @@ impl fmt::Display for Error {
                 f.write_str("peer did not answer a keep-alive ping in time (closed with 1011)")
             }
             Error::Url(e) => write!(f, "invalid WebSocket URL: {e}"),
+            Error::Resolve(e) => write!(f, "cannot resolve the host name: {e}"),
+            Error::Redirect(e) => write!(f, "handshake redirect not followed: {e}"),
+            Error::Proxy(e) => write!(f, "proxy: {e}"),
             Error::InvalidInput(what) => write!(f, "invalid argument: {what}"),
             #[cfg(feature = "rustls")]
             Error::Tls(e) => write!(f, "TLS: {e}"),
@@ -158,6 +173,9 @@ impl std::error::Error for Error {
             Error::Protocol(e) => Some(e),
             Error::Capacity(e) => Some(e),
             Error::Url(e) => Some(e),
+            Error::Resolve(e) => Some(e),
+            Error::Redirect(e) => Some(e),
+            Error::Proxy(e) => Some(e),
             #[cfg(feature = "rustls")]
             Error::Tls(e) => Some(e),
             _ => None,
@@ -194,6 +212,18 @@ impl From<CapacityError> for Error {
 impl From<HandshakeError> for Error {
     fn from(e: HandshakeError) -> Self {
         Error::Handshake(e)
+    }
+}
+
+impl From<ProxyError> for Error {
+    fn from(e: ProxyError) -> Self {
+        Error::Proxy(e)
+    }
+}
+
+impl From<RedirectError> for Error {
+    fn from(e: RedirectError) -> Self {
+        Error::Redirect(e)
     }
 }
 

@@ -47,6 +47,12 @@
 //! # Ok::<(), stdws::Error>(())
 //! ```
 //!
+//! A client that must stay connected uses [`ClientBuilder::reconnecting`] (an iterator of
+//! connections with backoff and a retry policy), [`ClientBuilder::proxy`] or
+//! [`ClientBuilder::proxy_from_env`] (HTTP CONNECT and SOCKS5), and follows redirects
+//! ([`ClientBuilder::max_redirects`]); the README's "Clients that stay connected" shows
+//! them.
+//!
 //! # Servers
 //!
 //! [`WebSocket::split`] gives a [`ReadHalf`] and a cloneable [`WriteHalf`] for full-duplex
@@ -75,6 +81,7 @@ mod config;
 mod connection;
 #[cfg(feature = "deflate")]
 mod deflate;
+mod dial;
 mod driver;
 mod error;
 mod fanout;
@@ -88,8 +95,11 @@ mod outgoing;
 mod percent;
 mod prepared;
 mod protocol;
+mod proxy;
 mod rand;
 mod receiver;
+mod reconnect;
+mod redirect;
 mod sender;
 mod server;
 mod shutdown;
@@ -114,7 +124,9 @@ pub use crate::config::Config;
 #[cfg(feature = "deflate")]
 #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
 pub use crate::deflate::{DeflateConfig, DeflateParams};
-pub use crate::error::{CapacityError, Error, HandshakeError, ProtocolError, Result, UrlError};
+pub use crate::error::{
+    CapacityError, Error, HandshakeError, ProtocolError, RedirectError, Result, UrlError,
+};
 pub use crate::fanout::{Cut, Delivery, Fanout, FanoutConfig, Subscription, Topic};
 pub use crate::handshake::client::ClientBuilder;
 pub use crate::handshake::server::{
@@ -126,6 +138,8 @@ pub use crate::keepalive::KeepAlive;
 pub use crate::mask::apply_mask;
 pub use crate::message::Message;
 pub use crate::prepared::PreparedMessage;
+pub use crate::proxy::ProxyError;
+pub use crate::reconnect::{retry_policy, Backoff, Reconnecting, Retry, StopHandle};
 pub use crate::server::{Incoming, PendingConnection, Server};
 pub use crate::shutdown::{GracefulShutdown, ShutdownReport, Tracked};
 pub use crate::socket::{SharedTcpStream, Socket};

@@ -76,7 +76,6 @@ use crate::handshake::{handshake_deadline, Request, Response};
 use crate::socket::{SharedTcpStream, Socket};
 use crate::split::{ReadHalf, WriteHalf};
 pub use crate::tls_shared::{SharedTlsStream, TlsHalves};
-use crate::url::WsUrl;
 use crate::websocket::WebSocket;
 
 /// A client's TLS stream: a rustls client session over a `TcpStream`.
@@ -383,19 +382,20 @@ impl ClientBuilder {
 
     /// Opens a TCP connection to the URL's host and performs the TLS handshake (for
     /// `wss://`) and the WebSocket handshake. `ws://` URLs connect in plain TCP, so one
-    /// code path serves both.
+    /// code path serves both. Redirects are followed as by
+    /// [`connect`](ClientBuilder::connect), from `ws://` to `wss://` too (never back).
     ///
-    /// The connect timeout bounds each TCP attempt; the handshake timeout bounds the TLS
+    /// The connect timeout bounds opening the TCP connection; the handshake timeout bounds the TLS
     /// handshake and then the WebSocket handshake (as socket timeouts, cleared afterwards,
     /// and as a deadline). An untrusted or mismatched certificate fails with
     /// [`Error::Tls`].
     pub fn connect_tls(self) -> Result<(WebSocket<MaybeTlsStream>, Response)> {
-        let url = WsUrl::parse(&self.url)?;
-        let tcp = self.open_tcp(&url)?;
-        tcp.set_nodelay(self.nodelay)?;
-        let timeout = self.config.handshake_timeout;
-        let stream = if url.secure {
-            let config = match &self.tls_config {
+        self.connect_with(|builder, url| {
+            let tcp = builder.open_tcp(url)?;
+            if !url.secure {
+                return Ok(MaybeTlsStream::Plain(tcp));
+            }
+            let config = match &builder.tls_config {
                 Some(config) => Arc::clone(config),
                 None => default_client_config()?,
             };
@@ -404,18 +404,19 @@ impl ClientBuilder {
             })?;
             let conn = ClientConnection::new(config, name)?;
             let mut tls = StreamOwned::new(conn, tcp);
-            tls_handshake(&mut tls.conn, &tls.sock, handshake_deadline(&self.config))?;
-            MaybeTlsStream::Rustls(Box::new(tls))
-        } else {
-            MaybeTlsStream::Plain(tcp)
-        };
-        stream.set_read_timeout(timeout)?;
-        stream.set_write_timeout(timeout)?;
-        let (ws, response) = self.handshake(stream, &url)?;
-        let ws = ws.with_read_timeouts();
-        ws.get_ref().set_read_timeout(None)?;
-        ws.get_ref().set_write_timeout(None)?;
-        Ok((ws, response))
+            tls_handshake(
+                &mut tls.conn,
+                &tls.sock,
+                handshake_deadline(&builder.config),
+            )?;
+            Ok(MaybeTlsStream::Rustls(Box::new(tls)))
+        })
+    }
+
+    /// [`reconnecting`](ClientBuilder::reconnecting) for `ws://` and `wss://` URLs: each
+    /// attempt is a [`connect_tls`](Self::connect_tls).
+    pub fn reconnecting_tls(self) -> crate::Reconnecting<MaybeTlsStream> {
+        crate::Reconnecting::new(self, ClientBuilder::connect_tls)
     }
 }
 
@@ -549,6 +550,7 @@ fn default_client_config() -> Result<Arc<ClientConfig>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::url::WsUrl;
 
     #[test]
     fn default_config_is_built_once_without_alpn() {

@@ -9,20 +9,49 @@
 //! on terms the offer allows: RFC 7692 §5.2).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 
 use crate::config::Config;
 use crate::connection::Connection;
+use crate::dial;
 use crate::error::{is_retryable, Error, HandshakeError, UrlError};
 use crate::handshake::{derive_accept_key, handshake_deadline, Response};
 use crate::http;
+use crate::proxy::{self, ProxyUrl};
 use crate::rand::Rng;
+use crate::redirect::{self, RedirectError};
+use crate::socket::Socket;
 use crate::state::Role;
 use crate::url::WsUrl;
 use crate::websocket::{check_keepalive_needs_no_socket, WebSocket};
+
+/// Where a client's proxy comes from.
+#[derive(Clone)]
+enum ProxyChoice {
+    /// This proxy URL.
+    Url(String),
+    /// The environment, per connection (see [`proxy::from_env`]).
+    FromEnv,
+}
+
+impl std::fmt::Debug for ProxyChoice {
+    /// Never shows the proxy URL's credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyChoice::Url(url) => match url.rsplit_once('@') {
+                Some((_, host)) => write!(f, "Url(\"***@{host}\")"),
+                None => write!(f, "Url({url:?})"),
+            },
+            ProxyChoice::FromEnv => f.write_str("FromEnv"),
+        }
+    }
+}
+
+/// Redirects [`ClientBuilder::connect`] follows by default.
+pub const DEFAULT_MAX_REDIRECTS: usize = 3;
 
 /// Largest refusal body kept in [`Error::Http`].
 const MAX_ERROR_BODY: usize = 64 << 10;
@@ -57,6 +86,8 @@ pub struct ClientBuilder {
     pub(crate) config: Config,
     connect_timeout: Option<Duration>,
     pub(crate) nodelay: bool,
+    max_redirects: usize,
+    proxy: Option<ProxyChoice>,
     /// The caller's TLS settings for `wss://` (see `crate::tls`).
     #[cfg(feature = "rustls")]
     pub(crate) tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
@@ -65,7 +96,7 @@ pub struct ClientBuilder {
 impl ClientBuilder {
     /// Options for connecting to `url` (`ws://host[:port]/path?query`, or `wss://` with
     /// [`client`](Self::client)). Defaults: 10 s connect timeout, 10 s handshake timeout,
-    /// `TCP_NODELAY` on.
+    /// `TCP_NODELAY` on, up to 3 redirects followed.
     pub fn new(url: impl Into<String>) -> Self {
         ClientBuilder {
             url: url.into(),
@@ -74,6 +105,8 @@ impl ClientBuilder {
             config: Config::default(),
             connect_timeout: Some(Duration::from_secs(10)),
             nodelay: true,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            proxy: None,
             #[cfg(feature = "rustls")]
             tls_config: None,
         }
@@ -99,8 +132,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Bounds each TCP connection attempt in [`connect`](Self::connect). `None`: the
-    /// operating system's default.
+    /// Bounds opening the TCP connection in [`connect`](Self::connect): every address the
+    /// host resolves to is tried (IPv6 and IPv4 taking turns) until one connects, all
+    /// within this time, each attempt with an equal share of what is left. `None`: each
+    /// attempt waits as long as the operating system lets it. Default 10 s.
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.connect_timeout = timeout;
         self
@@ -122,26 +157,115 @@ impl ClientBuilder {
         self
     }
 
-    /// Opens a TCP connection to the URL's host and performs the handshake.
+    /// How many redirects (301, 302, 303, 307, 308 with a `Location`) of the opening
+    /// handshake [`connect`](Self::connect) follows in a row; 0 turns following off (a
+    /// redirect then fails with [`Error::Http`], as any other answer but 101). Default 3.
+    ///
+    /// Every hop gets the connect and handshake timeouts afresh. A redirect from `wss://`
+    /// to `ws://` is refused ([`RedirectError::InsecureDowngrade`]), one more than the
+    /// limit fails with [`RedirectError::TooMany`]. A redirect to another host or port
+    /// drops the `Authorization`, `Cookie` and `Host` headers set with
+    /// [`header`](Self::header). [`Response::url`] tells where the connection ended up.
+    pub fn max_redirects(mut self, max: usize) -> Self {
+        self.max_redirects = max;
+        self
+    }
+
+    /// Connects through a proxy: `http://[user:password@]host[:port]` (HTTP `CONNECT`,
+    /// with Basic credentials if the URL has them) or `socks5://` / `socks5h://`
+    /// `[user:password@]host[:port]` (SOCKS5, without authentication or with username and
+    /// password; either way the proxy resolves the server's name). The port defaults to
+    /// 1080, as in curl; userinfo may be percent-encoded. `wss://` goes through the tunnel
+    /// too (TLS runs end to end, with `connect_tls`, feature `rustls`).
+    ///
+    /// The connect timeout bounds reaching the proxy and the proxy's answer. An invalid
+    /// proxy URL, a refusal (407, 403, a SOCKS5 error code) or a proxy that breaks its
+    /// protocol fails with [`Error::Proxy`]; a proxy that cannot be reached, with
+    /// [`Error::Io`].
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(ProxyChoice::Url(url.into()));
+        self
+    }
+
+    /// Takes the proxy from the environment at each connect, as curl does:
+    /// `https_proxy`/`HTTPS_PROXY` for `wss://`, `http_proxy`/`HTTP_PROXY` for `ws://`,
+    /// else `all_proxy`/`ALL_PROXY`, and none when `no_proxy`/`NO_PROXY` lists the host
+    /// (`*`, names that also cover their subdomains, IP addresses, CIDR blocks). Lowercase
+    /// names win; unlike curl, an uppercase `HTTP_PROXY` is read too. Off unless called.
+    pub fn proxy_from_env(mut self) -> Self {
+        self.proxy = Some(ProxyChoice::FromEnv);
+        self
+    }
+
+    /// Opens a TCP connection to the URL's host and performs the handshake, following
+    /// redirects (see [`max_redirects`](Self::max_redirects)).
     ///
     /// `wss://` URLs fail with [`UrlError::TlsRequired`]: use `connect_tls` (feature
     /// `rustls`), or open a TLS stream yourself and use [`client`](Self::client).
     pub fn connect(self) -> Result<(WebSocket<TcpStream>, Response), Error> {
-        let url = WsUrl::parse(&self.url)?;
-        if url.secure {
-            return Err(UrlError::TlsRequired.into());
+        self.connect_with(|builder, url| {
+            if url.secure {
+                return Err(UrlError::TlsRequired.into());
+            }
+            builder.open_tcp(url)
+        })
+    }
+
+    /// The blocking connect of [`connect`](Self::connect) and `connect_tls`: for the URL
+    /// and then for each redirect, checks the headers, opens a stream with `open` (TCP, and
+    /// TLS for `connect_tls`), runs the handshake with the handshake timeout as the
+    /// socket's timeouts (cleared afterwards), and follows a redirect answer.
+    pub(crate) fn connect_with<S, F>(
+        mut self,
+        mut open: F,
+    ) -> Result<(WebSocket<S>, Response), Error>
+    where
+        S: Read + Write + Socket,
+        F: FnMut(&ClientBuilder, &WsUrl) -> Result<S, Error>,
+    {
+        let mut followed = 0;
+        loop {
+            let url = WsUrl::parse(&self.url)?;
+            // Headers and subprotocols are checked before any connection is opened.
+            let handshake = self.clone().machine(&url)?;
+            let stream = open(&self, &url)?;
+            stream.set_read_timeout(self.config.handshake_timeout)?;
+            stream.set_write_timeout(self.config.handshake_timeout)?;
+            match drive(handshake, stream) {
+                Ok((ws, response)) => {
+                    let ws = ws.with_read_timeouts();
+                    ws.get_ref().set_read_timeout(None)?;
+                    ws.get_ref().set_write_timeout(None)?;
+                    return Ok((ws, response));
+                }
+                Err(Error::Http(response))
+                    if self.max_redirects > 0 && redirect::is_redirect(response.status()) =>
+                {
+                    let Some(location) = response.header("Location") else {
+                        return Err(Error::Http(response));
+                    };
+                    if followed == self.max_redirects {
+                        return Err(RedirectError::TooMany {
+                            max: self.max_redirects,
+                            location: location.to_owned(),
+                        }
+                        .into());
+                    }
+                    let next = redirect::resolve(&url, location)?;
+                    let next_url = WsUrl::parse(&next)?;
+                    if !redirect::same_origin(&url, &next_url) {
+                        self.headers.retain(|(name, _)| {
+                            !["authorization", "cookie", "host"]
+                                .iter()
+                                .any(|h| h.eq_ignore_ascii_case(name))
+                        });
+                    }
+                    self.url = next;
+                    followed += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        // Headers and subprotocols are checked before any connection is opened.
-        let handshake = self.clone().machine(&url)?;
-        let stream = self.open_tcp(&url)?;
-        stream.set_nodelay(self.nodelay)?;
-        stream.set_read_timeout(self.config.handshake_timeout)?;
-        stream.set_write_timeout(self.config.handshake_timeout)?;
-        let (ws, response) = drive(handshake, stream)?;
-        let ws = ws.with_read_timeouts();
-        ws.get_ref().set_read_timeout(None)?;
-        ws.get_ref().set_write_timeout(None)?;
-        Ok((ws, response))
     }
 
     /// Performs the handshake over `stream`, which the caller connected to the URL's host
@@ -153,20 +277,29 @@ impl ClientBuilder {
         self.handshake(stream, &url)
     }
 
+    /// Opens the TCP connection to the URL's host (through the proxy, if there is one)
+    /// within the connect timeout, with `TCP_NODELAY` as set.
     pub(crate) fn open_tcp(&self, url: &WsUrl) -> Result<TcpStream, Error> {
-        let addrs = (url.host.as_str(), url.port).to_socket_addrs()?;
-        let mut last_error = None;
-        for addr in addrs {
-            let attempt = match self.connect_timeout {
-                Some(t) => TcpStream::connect_timeout(&addr, t),
-                None => TcpStream::connect(addr),
-            };
-            match attempt {
-                Ok(stream) => return Ok(stream),
-                Err(e) => last_error = Some(e),
+        // A timeout too long for the clock is no timeout.
+        let deadline = self
+            .connect_timeout
+            .and_then(|t| Instant::now().checked_add(t));
+        let proxy = match &self.proxy {
+            None => None,
+            Some(ProxyChoice::Url(p)) => Some(p.clone()),
+            Some(ProxyChoice::FromEnv) => {
+                proxy::from_env(url.secure, &url.host, |name| std::env::var(name).ok())
             }
-        }
-        Err(last_error.map_or(Error::Url(UrlError::NoAddress), Error::Io))
+        };
+        let stream = match proxy {
+            None => dial::connect_host(&url.host, url.port, deadline)?,
+            Some(p) => {
+                let p: ProxyUrl = ProxyUrl::parse(&p)?;
+                dial::connect_via(&p, &url.host, url.port, deadline)?
+            }
+        };
+        stream.set_nodelay(self.nodelay)?;
+        Ok(stream)
     }
 
     /// Starts the handshake as a state machine over bytes (see [`ClientHandshake`]): checks
@@ -181,6 +314,7 @@ impl ClientBuilder {
         let key = base64::engine::general_purpose::STANDARD.encode(rng.bytes16());
         let request = self.request_head(url, &key)?.into_bytes();
         Ok(ClientHandshake {
+            url: self.url,
             config: self.config,
             subprotocols: self.subprotocols,
             key,
@@ -385,6 +519,8 @@ fn check_response(
 /// ```
 #[derive(Debug)]
 pub struct ClientHandshake {
+    /// The URL asked, for [`Response::url`].
+    url: String,
     config: Config,
     subprotocols: Vec<String>,
     key: String,
@@ -471,6 +607,7 @@ impl ClientHandshake {
             ));
         };
         let mut rest = self.input.into_rest();
+        response.set_url(self.url);
         if response.status() != 101 {
             let declared = http::content_length(response.headers()).ok().flatten();
             // Without a Content-Length, keep what already arrived (up to the cap).
@@ -554,6 +691,17 @@ mod tests {
             ),
             Err(Error::Handshake(HandshakeError::UnexpectedExtension(_)))
         ));
+    }
+
+    #[test]
+    fn debug_hides_the_proxy_credentials() {
+        let b = ClientBuilder::new("ws://h/").proxy("http://alice:secret@proxy:3128");
+        let shown = format!("{b:?}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("alice"),
+            "{shown}"
+        );
+        assert!(shown.contains("***@proxy:3128"), "{shown}");
     }
 
     #[test]

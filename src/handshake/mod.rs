@@ -188,6 +188,7 @@ pub struct Response {
     reason: String,
     headers: Headers,
     body: Vec<u8>,
+    url: Option<String>,
 }
 
 impl Response {
@@ -215,7 +216,18 @@ impl Response {
             reason: reason.to_owned(),
             headers: head.headers,
             body: Vec::new(),
+            url: None,
         })
+    }
+
+    /// The URL this response answered, as a client's handshake sets it: after redirects,
+    /// the last URL asked (`None` for a response made by [`Response::parse`]).
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
+    pub(crate) fn set_url(&mut self, url: String) {
+        self.url = Some(url);
     }
 
     /// The status code (101 after a successful handshake).
