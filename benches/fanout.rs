@@ -1379,6 +1379,66 @@ impl Round {
     }
 }
 
+/// A stream of chunks: `chunk` messages per round, each round published once the previous
+/// one reached every reading subscriber.
+struct Stream {
+    chunks: usize,
+    /// From the first publish to the last arrival of the last chunk.
+    secs: f64,
+    start: Instant,
+    end: Instant,
+    /// When each chunk was published.
+    issued: Vec<Instant>,
+    last: Round,
+}
+
+impl Stream {
+    fn check(&self, dropped_before: u64) -> String {
+        let r = &self.last;
+        if r.errors == 0 && r.complete == r.active && r.dropped == dropped_before {
+            "ok".into()
+        } else {
+            format!(
+                "{} of {} subs complete, {} errors, {} dropped",
+                r.complete,
+                r.active,
+                r.errors,
+                r.dropped - dropped_before
+            )
+        }
+    }
+}
+
+/// Publishes chunks until `max_chunks`, or until `min_time` has passed if it is given.
+fn stream(
+    load: &mut Load,
+    phase: char,
+    chunk: u32,
+    max_chunks: usize,
+    min_time: Option<Duration>,
+) -> Result<Stream, String> {
+    let start = Instant::now();
+    let mut issued = Vec::new();
+    let mut first_stamp = 0;
+    let mut last = Round::default();
+    while issued.len() < max_chunks && min_time.map_or(true, |t| start.elapsed() < t) {
+        issued.push(Instant::now());
+        let first = (issued.len() as u32 - 1) * chunk;
+        last = load.round(phase, first, chunk, LARGE, Duration::from_secs(30))?;
+        if issued.len() == 1 {
+            first_stamp = last.stamp;
+        }
+    }
+    Ok(Stream {
+        chunks: issued.len(),
+        secs: last.last_at.saturating_sub(first_stamp) as f64 / 1e9,
+        start,
+        end: Instant::now(),
+        issued,
+        last,
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // The bench
 // ---------------------------------------------------------------------------------------
@@ -1409,7 +1469,9 @@ struct Figures {
 struct Settings {
     paced: u32,
     burst_deliveries: usize,
-    slow_bytes: usize,
+    slow_chunk_bytes: usize,
+    slow_max_bytes: usize,
+    slow_secs: Duration,
     slow: bool,
     slow_wait: Duration,
     per_process: usize,
@@ -1451,7 +1513,11 @@ fn bench_main(args: &[String]) {
     let settings = Settings {
         paced: env_or("FANOUT_PACED", 30u32).max(1),
         burst_deliveries: env_or("FANOUT_BURST_DELIVERIES", 500_000usize),
-        slow_bytes: env_or("FANOUT_SLOW_BYTES", 6usize << 30),
+        slow_chunk_bytes: env_or("FANOUT_SLOW_CHUNK_BYTES", 256usize << 20),
+        slow_max_bytes: env_or("FANOUT_SLOW_MAX_BYTES", 8usize << 20),
+        slow_secs: Duration::from_millis(
+            env_or("FANOUT_SLOW_SECS", 8.0f64).mul_add(1000.0, 0.0) as u64
+        ),
         slow: env_or("FANOUT_SLOW", 1u32) != 0,
         slow_wait: Duration::from_millis(env_or("FANOUT_SLOW_WAIT_MS", 3000u64)),
         per_process: env_or("FANOUT_PER_PROCESS", 16_000usize).max(100),
@@ -1708,16 +1774,22 @@ fn measure(
     if !s.slow {
         return Ok(());
     }
-    // Slow subscriber: a burst of 16 KiB messages with everyone reading, then the same burst
-    // with one subscriber that stopped reading.
+    // Slow subscriber: a stream of 16 KiB messages in chunks, each published once every
+    // reading subscriber has the previous one, for FANOUT_SLOW_SECS with everyone reading;
+    // then as many chunks with one subscriber that stopped reading.
     thread::sleep(Duration::from_millis(200));
-    let msgs = (s.slow_bytes / (subs * LARGE)).clamp(16, 1024) as u32;
-    f.slow_msgs = Some(msgs);
-    let timeout = Duration::from_secs(30 + (subs as u64 * u64::from(msgs)) / 5_000);
-    let r = load.round('R', 0, msgs, LARGE, timeout)?;
-    f.slow_ref_ms = Some(r.secs() * 1e3);
-    let ref_check = r.check(u64::from(msgs));
-    log(&format!("slow reference: {r:?}"));
+    let chunk = (s.slow_chunk_bytes / (subs * LARGE)).clamp(1, 16) as u32;
+    let max_chunks = (s.slow_max_bytes / (chunk as usize * LARGE)).max(1);
+    let mut dropped_before = 0;
+    let reference = stream(&mut load, 'R', chunk, max_chunks, Some(s.slow_secs))?;
+    log(&format!(
+        "slow reference: {} chunks of {chunk}: {:?}",
+        reference.chunks, reference.last
+    ));
+    let ref_check = reference.check(dropped_before);
+    dropped_before = reference.last.dropped;
+    f.slow_msgs = Some(reference.chunks as u32 * chunk);
+    f.slow_ref_ms = Some(reference.secs * 1e3);
     thread::sleep(Duration::from_millis(200));
 
     load.send_all("stall")?;
@@ -1725,7 +1797,6 @@ fn measure(
     let fds_before = server.fds();
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new((rss_before, None::<Instant>)));
-    let t_start = Instant::now();
     let sampler = {
         let (stop, samples, pid) = (Arc::clone(&stop), Arc::clone(&samples), server.pid);
         thread::spawn(move || {
@@ -1743,8 +1814,8 @@ fn measure(
             }
         })
     };
-    let r = load.round('T', 0, msgs, LARGE, timeout);
-    // Give the server time to drop the stuck subscriber after the burst.
+    let stuck = stream(&mut load, 'T', chunk, reference.chunks, None);
+    // Give the server time to drop the stuck subscriber after the stream.
     let wait_until = Instant::now() + s.slow_wait;
     while Instant::now() < wait_until && samples.lock().expect("samples").1.is_none() {
         thread::sleep(Duration::from_millis(50));
@@ -1752,28 +1823,40 @@ fn measure(
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     let (rss_max, fd_drop) = *samples.lock().expect("samples");
-    let r = r?;
-    log(&format!("slow stuck: {r:?}"));
-    f.slow_stuck_ms = Some(r.secs() * 1e3);
+    let stuck = stuck?;
+    log(&format!(
+        "slow stuck: {} chunks: {:?}",
+        stuck.chunks, stuck.last
+    ));
+    f.slow_stuck_ms = Some(stuck.secs * 1e3);
     f.slow_rss_mib = Some(rss_max.saturating_sub(rss_before) as f64 / 1024.0);
-    let stuck_check = r.check(u64::from(msgs));
+    let stuck_check = stuck.check(dropped_before);
     f.slow_check = Some(if ref_check == "ok" && stuck_check == "ok" {
         "ok".into()
     } else {
         format!("reference: {ref_check}; stuck: {stuck_check}")
     });
     load.send_all("resume")?;
-    let stuck = load.wait("stuck", 1, Duration::from_secs(10))?;
-    let got = stuck[0].get(1).cloned().unwrap_or_default();
-    let how = stuck[0].get(2).cloned().unwrap_or_default();
-    let backlog = u64::from(msgs) * (LARGE as u64 + 4) / 1024;
+    let report = load.wait("stuck", 1, Duration::from_secs(10))?;
+    let got = report[0].get(1).cloned().unwrap_or_default();
+    let how = report[0].get(2).cloned().unwrap_or_default();
+    let total = stuck.chunks as u32 * chunk;
+    let mib = |msgs: usize| (msgs * (LARGE + 4)) as f64 / (1 << 20) as f64;
     f.slow_drop = Some(match (fd_drop, how.as_str()) {
-        (Some(t), _) => format!(
-            "dropped at {:.2} s ({how}, got {got} of {msgs})",
-            (t - t_start).as_secs_f64()
+        (Some(t), _) => {
+            let published = stuck.issued.iter().filter(|&&i| i <= t).count() * chunk as usize;
+            format!(
+                "dropped {:.2} s after it stopped reading, {:.1} MiB published to it by then ({how}; it got {got} of {total} messages)",
+                (t - stuck.start).as_secs_f64(),
+                mib(published),
+            )
+        }
+        (None, "open") => format!(
+            "not dropped within {:.1} s ({:.1} MiB published to it; it got all {got} later)",
+            (stuck.end - stuck.start + s.slow_wait).as_secs_f64(),
+            mib(total as usize)
         ),
-        (None, "open") => format!("not dropped (got all {got} later; backlog {backlog} KiB)"),
-        (None, _) => format!("closed ({how}, got {got} of {msgs})"),
+        (None, _) => format!("closed ({how}; it got {got} of {total} messages)"),
     });
     if !server.alive() {
         f.notes.push("the server exited".into());
@@ -1791,7 +1874,7 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
     let slow = results.iter().find_map(|(_, f)| f.slow_msgs).unwrap_or(0);
     println!();
     println!(
-        "N = {n}: {n} subscribers + 1 publisher; paced {} x 64 B, burst {burst} x 64 B, slow-subscriber burst {slow} x 16 KiB; (x) = ratio to node ws",
+        "N = {n}: {n} subscribers + 1 publisher; paced {} x 64 B, burst {burst} x 64 B, slow-subscriber stream {slow} x 16 KiB; (x) = ratio to node ws",
         s.paced
     );
     let mut line = format!("{:<32}", "");
