@@ -1486,7 +1486,16 @@ fn bench_main(args: &[String]) {
     let _ = std::fs::create_dir_all(&logs);
     let paths = Paths { root, target, logs };
     let nofile = open_files_limit();
-    let max_n = nofile.saturating_sub(100).max(100);
+    // The most connections one server process can hold here: its descriptors (all four
+    // servers use one per connection, plus a few of their own), and for stdws's thread per
+    // connection the memory mappings (each thread maps its stack and its signal stack, each
+    // with a guard page: 4 of vm.max_map_count).
+    let fd_cap = nofile.saturating_sub(100).max(100);
+    let map_count: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(65_530);
+    let thread_cap = (map_count.saturating_sub(1000) / 4).max(100);
 
     let mut ns = Vec::new();
     let mut kinds = Vec::new();
@@ -1494,7 +1503,7 @@ fn bench_main(args: &[String]) {
         if let Ok(n) = a.replace([',', '_'], "").parse::<usize>() {
             ns.push(n);
         } else if a == "max" {
-            ns.push(max_n);
+            ns.push(0); // resolved below, once the servers are known
         } else if let Some(k) = KINDS.iter().find(|k| k.name() == a) {
             kinds.push(*k);
         } else {
@@ -1505,10 +1514,20 @@ fn bench_main(args: &[String]) {
         }
     }
     if ns.is_empty() {
-        ns = vec![1000, 10_000, max_n];
+        ns = vec![1000, 10_000, 0];
     }
     if kinds.is_empty() {
         kinds = KINDS.to_vec();
+    }
+    let max_n = if kinds.contains(&Kind::Stdws) {
+        fd_cap.min(thread_cap)
+    } else {
+        fd_cap
+    };
+    for n in &mut ns {
+        if *n == 0 {
+            *n = max_n;
+        }
     }
     let settings = Settings {
         paced: env_or("FANOUT_PACED", 30u32).max(1),
@@ -1553,6 +1572,9 @@ fn bench_main(args: &[String]) {
         thread::available_parallelism().map_or(0, |c| c.get()),
         nofile,
         versions(&paths)
+    );
+    println!(
+        "max N here: {fd_cap} (open files {nofile} per process, less 100), and for stdws's thread per connection {thread_cap} (vm.max_map_count {map_count}: 4 mappings per thread, less 1,000)"
     );
     for (k, why) in &unavailable {
         println!("{}: {why}", k.title());
@@ -1637,8 +1659,27 @@ fn versions(paths: &Paths) -> String {
 
 fn run(kind: Kind, n: usize, paths: &Paths, s: &Settings) -> Figures {
     let mut f = Figures::default();
-    if let Err(e) = measure(kind, n, paths, s, &mut f) {
+    let mut server = match Server::start(kind, paths, n) {
+        Ok(server) => server,
+        Err(e) => {
+            f.notes.push(e);
+            return f;
+        }
+    };
+    if let Err(e) = measure(kind, n, &mut server, s, &mut f) {
         f.notes.push(e);
+    }
+    if let Ok(Some(status)) = server.child.try_wait() {
+        // The last lines of its log that say why, without the per-connection chatter.
+        let log = std::fs::read_to_string(paths.logs.join(format!("{}.log", kind.name())))
+            .unwrap_or_default();
+        let why: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("closed abnormally") && !l.contains("handshake failed"))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let why = why[why.len().saturating_sub(3)..].join(" | ");
+        f.notes.push(format!("the server exited ({status}): {why}"));
     }
     f
 }
@@ -1646,7 +1687,7 @@ fn run(kind: Kind, n: usize, paths: &Paths, s: &Settings) -> Figures {
 fn measure(
     kind: Kind,
     n: usize,
-    paths: &Paths,
+    server: &mut Server,
     s: &Settings,
     f: &mut Figures,
 ) -> Result<(), String> {
@@ -1655,7 +1696,6 @@ fn measure(
             eprintln!("fanout: {} N={n}: {what}", kind.name());
         }
     };
-    let mut server = Server::start(kind, paths, n)?;
     thread::sleep(Duration::from_millis(500));
     let rss0 = server.status("VmRSS");
     let threads0 = server.status("Threads");
@@ -1699,7 +1739,10 @@ fn measure(
         ));
     }
     log(&format!("{ok} connected in {secs:.2} s"));
-    if subs == 0 || !server.alive() {
+    if !server.alive() {
+        return Err("the server exited while clients connected".into());
+    }
+    if subs == 0 {
         return Err("nothing connected".into());
     }
 
@@ -1858,9 +1901,6 @@ fn measure(
         ),
         (None, _) => format!("closed ({how}; it got {got} of {total} messages)"),
     });
-    if !server.alive() {
-        f.notes.push("the server exited".into());
-    }
     drop(load);
     Ok(())
 }
