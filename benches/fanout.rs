@@ -808,10 +808,7 @@ impl Unit {
 
     fn read(&mut self, idx: usize) {
         let mut buf = std::mem::take(&mut self.rbuf);
-        loop {
-            let Some(stream) = self.conns[idx].stream.as_mut() else {
-                break;
-            };
+        while let Some(stream) = self.conns[idx].stream.as_mut() {
             match stream.read(&mut buf) {
                 Ok(0) => {
                     self.end(idx, "eof".into());
@@ -986,10 +983,10 @@ impl Unit {
             self.fill_window();
             self.check_connected();
         }
-        if self.expect.as_ref().map_or(false, |e| now > e.deadline) {
+        if self.expect.as_ref().is_some_and(|e| now > e.deadline) {
             self.check_done(true);
         }
-        if self.stuck_watch.map_or(false, |d| now > d) {
+        if self.stuck_watch.is_some_and(|d| now > d) {
             self.check_stuck(true);
         }
     }
@@ -1970,7 +1967,8 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
             println!("{line}");
         }
     }
-    let text_rows: [(&str, fn(&Figures) -> Option<String>); 4] = [
+    type Text = fn(&Figures) -> Option<String>;
+    let text_rows: [(&str, Text); 4] = [
         ("paced check", |f| f.paced_check.clone()),
         ("burst check", |f| f.burst_check.clone()),
         ("slow check (others)", |f| f.slow_check.clone()),
