@@ -73,6 +73,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("load") {
         load_main(&args[1..]);
+    } else if args.iter().any(|a| a == "selftest") {
+        selftest();
     } else {
         bench_main(&args);
     }
@@ -1376,6 +1378,33 @@ impl Round {
     }
 }
 
+/// Waits until every subscriber has joined the topic: one message reaches all of them
+/// (published every 200 ms, for at most 30 s).
+fn sync(load: &mut Load, subs: usize) -> Result<(), String> {
+    load.send_all("expect S 1 30000")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut done = Vec::new();
+    while done.len() < load.units && Instant::now() < deadline {
+        load.send_publisher("publish S 0 1 64")?;
+        let (mut d, _) = load.take("done", load.units - done.len(), Duration::from_millis(200));
+        done.append(&mut d);
+    }
+    thread::sleep(Duration::from_millis(100));
+    let _ = load.take("sent", usize::MAX, Duration::ZERO);
+    load.pending
+        .retain(|l| l.first().map(String::as_str) != Some("sent"));
+    let complete: u64 = done
+        .iter()
+        .map(|l| l.get(3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+        .sum();
+    if done.len() < load.units || complete < subs as u64 {
+        return Err(format!(
+            "sync: {complete} of {subs} subscribers got a message within 30 s"
+        ));
+    }
+    Ok(())
+}
+
 /// A stream of chunks: `chunk` messages per round, each round published once the previous
 /// one reached every reading subscriber.
 struct Stream {
@@ -1743,28 +1772,7 @@ fn measure(
         return Err("nothing connected".into());
     }
 
-    // Sync: every subscriber has joined the topic once one message reaches all of them.
-    load.send_all("expect S 1 30000")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut done = Vec::new();
-    while done.len() < load.units && Instant::now() < deadline {
-        load.send_publisher("publish S 0 1 64")?;
-        let (mut d, _) = load.take("done", load.units - done.len(), Duration::from_millis(200));
-        done.append(&mut d);
-    }
-    thread::sleep(Duration::from_millis(100));
-    let _ = load.take("sent", usize::MAX, Duration::ZERO);
-    load.pending
-        .retain(|l| l.first().map(String::as_str) != Some("sent"));
-    let complete: u64 = done
-        .iter()
-        .map(|l| l.get(3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
-        .sum();
-    if done.len() < load.units || complete < subs as u64 {
-        return Err(format!(
-            "sync: {complete} of {subs} subscribers got a message within 30 s"
-        ));
-    }
+    sync(&mut load, subs)?;
     thread::sleep(Duration::from_secs(1));
     let conns = (subs + 1) as f64;
     f.kib_per_conn = Some(server.status("VmRSS").saturating_sub(rss0) as f64 / conns);
@@ -2010,4 +2018,150 @@ fn fmt_num(v: f64, prec: usize) -> String {
         out = format!(",{tail}{out}");
     }
     format!("{}{digits}{out}", if v < 0.0 { "-" } else { "" })
+}
+
+// ---------------------------------------------------------------------------------------
+// The generator's own check: `cargo bench --bench fanout -- selftest`
+// ---------------------------------------------------------------------------------------
+
+/// Runs the load generator against a relay in this process that gets some deliveries
+/// wrong on purpose, and checks that the generator counts exactly those.
+fn selftest() {
+    let addr = faulty_relay();
+    let subs = 50;
+    let result = (|| -> Result<(), String> {
+        let mut load = Load::start(&addr, subs, 16_000)?;
+        load.send_all("connect")?;
+        let connected = load.wait("connected", load.units, Duration::from_secs(20))?;
+        let ok: usize = connected
+            .iter()
+            .map(|l| l[1].parse::<usize>().unwrap_or(0))
+            .sum();
+        if ok != subs + 1 {
+            return Err(format!("{ok} of {} connected", subs + 1));
+        }
+        sync(&mut load, subs)?;
+        let expect = |what: &str, r: &Round, errors: u64| -> Result<(), String> {
+            println!("selftest {what}: {r:?}");
+            if r.complete == subs as u64 && r.active == subs as u64 && r.errors == errors {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what}: expected {subs} complete and {errors} errors"
+                ))
+            }
+        };
+        let r = load.round('P', 0, 1, SMALL, Duration::from_secs(10))?;
+        expect("paced, delivered intact", &r, 0)?;
+        let r = load.round('R', 0, 4, LARGE, Duration::from_secs(10))?;
+        expect("16 KiB, delivered intact", &r, 0)?;
+        // One subscriber misses seq 3 (1 error), one gets seq 5 twice (1), one gets 8 before
+        // 7 (a gap, then an old one: 2), one gets a payload with a changed byte (1).
+        let r = load.round('B', 0, 20, SMALL, Duration::from_secs(10))?;
+        expect("burst with 5 faults", &r, 5)
+    })();
+    match result {
+        Ok(()) => println!("selftest ok"),
+        Err(e) => {
+            println!("selftest FAILED: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// A relay with the pub/sub contract (one topic) that breaks a few deliveries of phase
+/// `B` for the first four connections that joined.
+fn faulty_relay() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let subs: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let subs = Arc::clone(&subs);
+            thread::spawn(move || {
+                let _ = stream.set_nodelay(true);
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16 << 10];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"
+                );
+                if stream.write_all(response.as_bytes()).is_err() {
+                    return;
+                }
+                subs.lock()
+                    .expect("subs")
+                    .push(stream.try_clone().expect("clone"));
+                buf.clear();
+                let mut held: Option<Vec<u8>> = None;
+                loop {
+                    while let Some((_, opcode, range, len)) = parse_frame(&buf) {
+                        let key = [
+                            buf[range.start - 4],
+                            buf[range.start - 3],
+                            buf[range.start - 2],
+                            buf[range.start - 1],
+                        ];
+                        let payload: Vec<u8> = buf[range.clone()]
+                            .iter()
+                            .enumerate()
+                            .map(|(i, b)| b ^ key[i % 4])
+                            .collect();
+                        buf.drain(..len);
+                        if opcode != 1 && opcode != 2 {
+                            continue;
+                        }
+                        let seq = parse_hex(&payload[1..9]).unwrap_or(0);
+                        let burst = payload[0] == b'B';
+                        let mut subs = subs.lock().expect("subs");
+                        for (i, sub) in subs.iter_mut().enumerate() {
+                            let mut out = Vec::new();
+                            let mut frame = |p: &[u8]| {
+                                out.push(0x80 | opcode);
+                                out.push(p.len() as u8);
+                                out.extend_from_slice(p);
+                            };
+                            match (burst, i, seq) {
+                                (true, 0, 3) => {}
+                                (true, 1, 5) => {
+                                    frame(&payload);
+                                    frame(&payload);
+                                }
+                                (true, 2, 7) => held = Some(payload.clone()),
+                                (true, 2, 8) => {
+                                    frame(&payload);
+                                    frame(&held.take().expect("seq 7"));
+                                }
+                                (true, 3, 9) => {
+                                    let mut bad = payload.clone();
+                                    bad[40] ^= 1;
+                                    frame(&bad);
+                                }
+                                _ if payload.len() < 126 => frame(&payload),
+                                _ => {
+                                    out.push(0x80 | opcode);
+                                    out.push(126);
+                                    out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+                                    out.extend_from_slice(&payload);
+                                }
+                            }
+                            let _ = sub.write_all(&out);
+                        }
+                    }
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
