@@ -1435,11 +1435,13 @@ impl Stream {
     }
 }
 
-/// Publishes chunks until `max_chunks`, or until `min_time` has passed if it is given.
+/// Publishes chunks until `max_chunks`, or until `min_time` has passed if it is given; the
+/// sequence numbers start after `skip` chunks.
 fn stream(
     load: &mut Load,
     phase: char,
     chunk: u32,
+    skip: u32,
     max_chunks: usize,
     min_time: Option<Duration>,
 ) -> Result<Stream, String> {
@@ -1449,7 +1451,7 @@ fn stream(
     let mut last = Round::default();
     while issued.len() < max_chunks && min_time.map_or(true, |t| start.elapsed() < t) {
         issued.push(Instant::now());
-        let first = (issued.len() as u32 - 1) * chunk;
+        let first = (skip + issued.len() as u32 - 1) * chunk;
         last = load.round(phase, first, chunk, LARGE, Duration::from_secs(30))?;
         if issued.len() == 1 {
             first_stamp = last.stamp;
@@ -1829,7 +1831,10 @@ fn measure(
     let chunk = (s.slow_chunk_bytes / (subs * LARGE)).clamp(1, 16) as u32;
     let max_chunks = (s.slow_max_bytes / (chunk as usize * LARGE)).max(1);
     let mut dropped_before = 0;
-    let reference = stream(&mut load, 'R', chunk, max_chunks, Some(s.slow_secs))?;
+    // One chunk first, untimed, so that neither run pays for the server's first large
+    // messages (buffers, allocator).
+    stream(&mut load, 'R', chunk, 0, 1, None)?;
+    let reference = stream(&mut load, 'R', chunk, 1, max_chunks, Some(s.slow_secs))?;
     log(&format!(
         "slow reference: {} chunks of {chunk}: {:?}",
         reference.chunks, reference.last
@@ -1862,7 +1867,7 @@ fn measure(
             }
         })
     };
-    let stuck = stream(&mut load, 'T', chunk, reference.chunks, None);
+    let stuck = stream(&mut load, 'T', chunk, 0, reference.chunks, None);
     // Give the server time to drop the stuck subscriber after the stream.
     let wait_until = Instant::now() + s.slow_wait;
     while Instant::now() < wait_until && samples.lock().expect("samples").1.is_none() {
