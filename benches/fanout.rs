@@ -1311,7 +1311,13 @@ impl Load {
         let ms = timeout.as_millis();
         self.send_all(&format!("expect {phase} {} {ms}", first + count))?;
         self.send_publisher(&format!("publish {phase} {first} {count} {size}"))?;
-        let sent = self.wait("sent", 1, timeout + Duration::from_secs(5))?;
+        // A late `sent` of an earlier phase (the sync's repeated publishes) is skipped.
+        let sent = loop {
+            let sent = self.wait("sent", 1, timeout + Duration::from_secs(5))?;
+            if sent[0].get(1).map(String::as_str) == Some(phase.encode_utf8(&mut [0; 4])) {
+                break sent;
+            }
+        };
         let done = self.wait("done", self.units, timeout + Duration::from_secs(5))?;
         let num = |l: &Line, i: usize| l.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         let mut r = Round {
@@ -1409,7 +1415,7 @@ fn sync(load: &mut Load, subs: usize) -> Result<(), String> {
 /// one reached every reading subscriber.
 struct Stream {
     chunks: usize,
-    /// From the first publish to the last arrival of the last chunk.
+    /// The sum over chunks of the time from its publish to its last arrival.
     secs: f64,
     start: Instant,
     end: Instant,
@@ -1447,19 +1453,25 @@ fn stream(
 ) -> Result<Stream, String> {
     let start = Instant::now();
     let mut issued = Vec::new();
-    let mut first_stamp = 0;
+    let mut secs = 0.0;
     let mut last = Round::default();
     while issued.len() < max_chunks && min_time.map_or(true, |t| start.elapsed() < t) {
         issued.push(Instant::now());
         let first = (skip + issued.len() as u32 - 1) * chunk;
         last = load.round(phase, first, chunk, LARGE, Duration::from_secs(30))?;
-        if issued.len() == 1 {
-            first_stamp = last.stamp;
+        if std::env::var_os("FANOUT_VERBOSE").is_some() {
+            eprintln!(
+                "fanout: chunk {} of {phase}: {:.1} ms since its publish, {:.1} ms to the last arrival",
+                issued.len(),
+                issued.last().expect("issued").elapsed().as_secs_f64() * 1e3,
+                last.last_at.saturating_sub(last.stamp) as f64 / 1e6
+            );
         }
+        secs += last.secs();
     }
     Ok(Stream {
         chunks: issued.len(),
-        secs: last.last_at.saturating_sub(first_stamp) as f64 / 1e9,
+        secs,
         start,
         end: Instant::now(),
         issued,
