@@ -1642,6 +1642,22 @@ fn bench_main(args: &[String]) {
     }
 }
 
+/// `ListenDrops` of /proc/net/netstat: connection attempts the kernel dropped because a
+/// listening socket's queue was full (for this network namespace, so other programs' count
+/// too).
+fn listen_drops() -> u64 {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(keys), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    keys.split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(k, _)| *k == "ListenDrops")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn open_files_limit() -> usize {
     std::fs::read_to_string("/proc/self/limits")
         .ok()
@@ -1747,6 +1763,7 @@ fn measure(
         load.processes, load.threads
     ));
     let t0 = Instant::now();
+    let drops0 = listen_drops();
     load.send_all("connect")?;
     let connected = load.wait(
         "connected",
@@ -1779,6 +1796,12 @@ fn measure(
         ));
     }
     log(&format!("{ok} connected in {secs:.2} s"));
+    let drops = listen_drops().saturating_sub(drops0);
+    if drops > 0 {
+        f.notes.push(format!(
+            "{drops} connection attempts dropped by a full accept queue while connecting (TcpExt ListenDrops; the client retries after 1 s)"
+        ));
+    }
     if !server.alive() {
         return Err("the server exited while clients connected".into());
     }
