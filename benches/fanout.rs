@@ -959,10 +959,11 @@ impl Unit {
                 e.last_at = e.last_at.max(now);
             }
         }
+        // The stuck subscriber reads like the others until `stall`, so it may be the one
+        // that completes an expectation.
+        self.check_done(false);
         if Some(idx) == self.stuck {
             self.check_stuck(false);
-        } else {
-            self.check_done(false);
         }
     }
 
