@@ -625,3 +625,398 @@ fn cluster() {
     redis_restart();
     println!("cluster: all checks passed");
 }
+
+// ---------------------------------------------------------------------------------------
+// Scale run (tests/cluster/run --scale INSTANCES SUBSCRIBERS; not in CI): many subscribers
+// through nginx, spread over worker processes of this test binary (each under the 20,000
+// open-files cap) and over the addresses nginx listens on (127.0.0.x, so that no one
+// address pair runs out of ephemeral ports). The subscribers are raw sockets on one epoll
+// loop per worker (mio): a thread each would not fit beside the instances' threads.
+
+/// The environment of the scale run.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// VmRSS (KiB) of a process.
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The children of a process (nginx's workers).
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+fn pids(var: &str) -> Vec<u32> {
+    env(var).split(',').filter_map(|p| p.parse().ok()).collect()
+}
+
+#[test]
+#[ignore = "a scale run: tests/cluster/run --scale INSTANCES SUBSCRIBERS"]
+fn scale() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let total = env_or("SCALE_SUBSCRIBERS", 28_000);
+    let procs = env_or("SCALE_PROCS", 4);
+    let broadcasts = env_or("SCALE_BROADCASTS", 5);
+    let targets: Vec<String> = env("SCALE_TARGETS").split(',').map(str::to_owned).collect();
+    let instance_pids = pids("SCALE_INSTANCE_PIDS");
+    let nginx = env("SCALE_NGINX_PID").parse::<u32>().unwrap();
+    let memory = || -> (u64, u64) {
+        let instances = instance_pids.iter().map(|&p| rss_kib(p)).sum();
+        let workers = children(nginx).into_iter().map(rss_kib).sum();
+        (instances, workers)
+    };
+    let (instances_before, nginx_before) = memory();
+
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..procs {
+        let count = total / procs + usize::from(w < total % procs);
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "scale_worker",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SCALE_WORKER_TARGET", &targets[w % targets.len()])
+            .env("SCALE_WORKER_COUNT", count.to_string())
+            .env("SCALE_BROADCASTS", broadcasts.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start a worker");
+        workers.push(child);
+    }
+    // Each worker's lines: "ready N MS", then "lat K US US ...".
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
+    for (w, child) in workers.iter_mut().enumerate() {
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let tx = tx.clone();
+        thread::spawn(move || {
+            // The worker's own lines start with "@@" (libtest may put "test ... " before).
+            for line in out.lines().map_while(Result::ok) {
+                if let Some(at) = line.find("@@") {
+                    let _ = tx.send((w, line[at + 2..].to_owned()));
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut ready = 0;
+    let mut connected = 0;
+    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); broadcasts];
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut lines = Vec::new();
+    while ready < procs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (w, line) = rx
+            .recv_timeout(left)
+            .expect("workers did not connect in time");
+        if let Some(rest) = line.strip_prefix("ready ") {
+            let n: usize = rest.split(' ').next().unwrap().parse().unwrap();
+            println!("scale: worker {w} ({}): {line}", targets[w % targets.len()]);
+            connected += n;
+            ready += 1;
+        } else if line.starts_with("worker ") {
+            println!("scale: {line}");
+        } else {
+            lines.push((w, line));
+        }
+    }
+    let connect_time = started.elapsed();
+    println!(
+        "scale: {connected} of {total} subscribers connected through nginx in {:.1} s: {:.0} \
+         connections/s",
+        connect_time.as_secs_f64(),
+        connected as f64 / connect_time.as_secs_f64()
+    );
+    thread::sleep(Duration::from_secs(2));
+    let (instances_after, nginx_after) = memory();
+    println!(
+        "scale: RSS of the {} instance(s) {:.1} -> {:.1} MiB ({:.2} KiB per subscriber); nginx \
+         workers {:.1} -> {:.1} MiB ({:.2} KiB per proxied connection)",
+        instance_pids.len(),
+        instances_before as f64 / 1024.0,
+        instances_after as f64 / 1024.0,
+        instances_after.saturating_sub(instances_before) as f64 / connected.max(1) as f64,
+        nginx_before as f64 / 1024.0,
+        nginx_after as f64 / 1024.0,
+        nginx_after.saturating_sub(nginx_before) as f64 / connected.max(1) as f64,
+    );
+    for &pid in &instance_pids {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let threads = status
+            .lines()
+            .find(|l| l.starts_with("Threads:"))
+            .unwrap_or("Threads: ?");
+        let fds = fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+        println!("scale: instance pid {pid}: {threads}, {fds} open files");
+    }
+
+    // The publisher: directly on the first instance.
+    let (ws, _) = stdws::connect(&format!("ws://{}/scale", env("SCALE_PUBLISH"))).unwrap();
+    let (mut reader, publisher) = ws.split().unwrap();
+    let drain = thread::spawn(move || while reader.read().is_ok() {});
+    thread::sleep(Duration::from_millis(500));
+    for k in 0..broadcasts {
+        publisher
+            .send(Message::text(format!("bcast:{k}:{}", now_micros())))
+            .unwrap();
+        thread::sleep(Duration::from_secs(1));
+    }
+    let mut done = 0;
+    while done < procs {
+        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(60);
+        let Ok((w, line)) = rx.recv_timeout(left) else {
+            break;
+        };
+        lines.push((w, line));
+        if lines.last().unwrap().1 == "done" {
+            done += 1;
+        }
+    }
+    for (w, line) in &lines {
+        let mut words = line.split(' ');
+        match words.next() {
+            Some("lat") => {
+                let k: usize = words.next().unwrap().parse().unwrap();
+                latencies[k].extend(words.filter_map(|v| v.parse::<u64>().ok()));
+            }
+            Some("done") => {}
+            _ => println!("scale: worker {w}: {line}"),
+        }
+    }
+    let _ = publisher.close(CloseCode::NORMAL, "");
+    for mut child in workers {
+        let _ = child.wait();
+    }
+    let _ = drain.join();
+    let mut lasts = Vec::new();
+    for (k, lat) in latencies.iter_mut().enumerate() {
+        lat.sort_unstable();
+        let last = lat.last().copied().unwrap_or(0);
+        lasts.push(last);
+        println!(
+            "scale: broadcast {k}: reached {} of {connected}: p50 {:.1} ms, p99 {:.1} ms, last \
+             {:.1} ms",
+            lat.len(),
+            percentile(lat, 0.5) as f64 / 1000.0,
+            percentile(lat, 0.99) as f64 / 1000.0,
+            last as f64 / 1000.0
+        );
+    }
+    lasts.sort_unstable();
+    println!(
+        "scale: last delivery over {broadcasts} broadcasts: p50 {:.1} ms, max {:.1} ms",
+        percentile(&lasts, 0.5) as f64 / 1000.0,
+        lasts.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
+    let reached = latencies.iter().map(Vec::len).min().unwrap_or(0);
+    assert_eq!(connected, total, "not every subscriber connected");
+    assert_eq!(reached, connected, "a broadcast missed subscribers");
+}
+
+/// One worker process of `scale`: opens its subscribers, says `ready`, then records when
+/// each broadcast reaches each of them and prints the latencies (µs).
+#[test]
+#[ignore = "a worker process of the `scale` test"]
+fn scale_worker() {
+    use mio::{Events, Interest, Poll, Token};
+    use std::io::{ErrorKind, Read, Write};
+
+    let target = env("SCALE_WORKER_TARGET");
+    let count = env_or("SCALE_WORKER_COUNT", 0);
+    let broadcasts = env_or("SCALE_BROADCASTS", 5);
+    let request = format!(
+        "GET /scale HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let started = Instant::now();
+    // The handshakes, blocking, 8 at a time.
+    let failures = AtomicUsize::new(0);
+    let streams: Mutex<Vec<std::net::TcpStream>> = Mutex::new(Vec::with_capacity(count));
+    thread::scope(|s| {
+        for t in 0..8 {
+            let (request, target, streams, failures) = (&request, &target, &streams, &failures);
+            s.spawn(move || {
+                for _ in (t..count).step_by(8) {
+                    let mut tries = 0;
+                    loop {
+                        match handshake(target, request) {
+                            Ok(stream) => {
+                                streams.lock().unwrap().push(stream);
+                                break;
+                            }
+                            Err(e) if tries < 5 => {
+                                tries += 1;
+                                if tries == 1 {
+                                    println!("@@worker {target}: {e}; retrying");
+                                }
+                                thread::sleep(Duration::from_millis(200));
+                            }
+                            Err(e) => {
+                                println!("@@worker {target}: {e}; giving up on one");
+                                failures.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let streams = streams.into_inner().unwrap();
+    println!(
+        "@@ready {} {} ms ({} failed)",
+        streams.len(),
+        started.elapsed().as_millis(),
+        failures.load(Ordering::Relaxed)
+    );
+
+    let mut poll = Poll::new().unwrap();
+    let mut conns: Vec<(mio::net::TcpStream, Vec<u8>, usize)> = Vec::with_capacity(count);
+    for (i, s) in streams.into_iter().enumerate() {
+        s.set_nonblocking(true).unwrap();
+        let mut s = mio::net::TcpStream::from_std(s);
+        poll.registry()
+            .register(&mut s, Token(i), Interest::READABLE)
+            .unwrap();
+        conns.push((s, Vec::new(), 0));
+    }
+    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); broadcasts];
+    let mut events = Events::with_capacity(1024);
+    let mut complete = 0; // connections that have every broadcast
+    let deadline = Instant::now() + Duration::from_secs(broadcasts as u64 * 2 + 60);
+    let mut chunk = [0u8; 4096];
+    while complete < conns.len() && Instant::now() < deadline {
+        poll.poll(&mut events, Some(Duration::from_millis(200)))
+            .unwrap();
+        for event in &events {
+            let (stream, buf, got) = &mut conns[event.token().0];
+            loop {
+                match stream.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => break,
+                }
+            }
+            let now = now_micros();
+            // Server frames: unmasked, and small here.
+            while buf.len() >= 2 {
+                let (opcode, len, header) = match buf[1] & 0x7f {
+                    126 if buf.len() >= 4 => (
+                        buf[0] & 0x0f,
+                        u16::from_be_bytes([buf[2], buf[3]]) as usize,
+                        4,
+                    ),
+                    126 => break,
+                    127 => panic!("a broadcast larger than 64 KiB"),
+                    len => (buf[0] & 0x0f, len as usize, 2),
+                };
+                if buf.len() < header + len {
+                    break;
+                }
+                let payload: Vec<u8> = buf[header..header + len].to_vec();
+                buf.drain(..header + len);
+                match opcode {
+                    0x1 => {
+                        let text = String::from_utf8_lossy(&payload);
+                        let mut parts = text.split(':');
+                        if parts.next() == Some("bcast") {
+                            let k: usize = parts.next().unwrap().parse().unwrap();
+                            let sent: u64 = parts.next().unwrap().parse().unwrap();
+                            latencies[k].push(now.saturating_sub(sent));
+                            *got += 1;
+                            if *got == broadcasts {
+                                complete += 1;
+                            }
+                        }
+                    }
+                    0x9 => {
+                        // A keep-alive ping: the pong, masked with a zero key.
+                        let mut pong = vec![0x8a, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+                        pong.extend_from_slice(&payload);
+                        let _ = stream.write_all(&pong);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (k, lat) in latencies.iter().enumerate() {
+        let values: Vec<String> = lat.iter().map(u64::to_string).collect();
+        println!("@@lat {k} {}", values.join(" "));
+    }
+    println!("@@done");
+}
+
+/// A raw WebSocket handshake (the scale run's subscribers only read).
+fn handshake(target: &str, request: &str) -> Result<std::net::TcpStream, String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = target.parse().map_err(|e| format!("{target}: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .and_then(|()| s.write_all(request.as_bytes()))
+        .map_err(|e| format!("request: {e}"))?;
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte)
+            .map_err(|e| format!("response: {e}"))?;
+        head.push(byte[0]);
+    }
+    match head.starts_with(b"HTTP/1.1 101 ") {
+        true => Ok(s),
+        false => Err(format!(
+            "answer {:?}",
+            String::from_utf8_lossy(&head).lines().next()
+        )),
+    }
+}
