@@ -8,7 +8,9 @@
 //!
 //! **Incoming.** Another thread holds a second connection in subscribe mode. It SUBSCRIBEs
 //! to the channel of each topic that has local subscribers and UNSUBSCRIBEs from it when the
-//! last one leaves (it looks at what changed every 50 ms, its read timeout). A message whose
+//! last one leaves (it looks at what changed every 50 ms, its read timeout). Not one
+//! PSUBSCRIBE to `stdws.pubsub:*`: with it every instance would receive every message of
+//! every topic, also of topics none of its clients want. A message whose
 //! tag is this instance's own name is skipped: its local subscribers had it already. Any
 //! other is framed once and given to the topic's local subscribers, text as text and binary
 //! as binary.
