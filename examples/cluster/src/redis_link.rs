@@ -158,8 +158,13 @@ pub fn connect(
 ) -> Result<Box<dyn Link>, String> {
     let client = Client::open(url).map_err(|e| e.to_string())?;
     let name = match instance {
-        Some(name) if name.is_empty() || name.len() > 255 => {
-            return Err("--instance: a name of 1 to 255 bytes".to_owned())
+        // It goes into each message (one length byte) and into a response header.
+        Some(name)
+            if name.is_empty()
+                || name.len() > 255
+                || !name.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            return Err("--instance: a name of 1 to 255 visible ASCII characters".to_owned())
         }
         Some(name) => name.to_owned(),
         None => format!("{:012x}", random() >> 16),
