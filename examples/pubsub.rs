@@ -6,6 +6,10 @@
 //!     # default ADDR 127.0.0.1:9002, --rate 1000 (msgs/s per connection, burst as large),
 //!     # --max-connections 19000, --budget 1048576
 //! cargo run --example client -- ws://127.0.0.1:9002/prices    # any path is a topic
+//!
+//! # cluster mode: the same program built with a Redis client, one of several instances
+//! cargo run --release --manifest-path examples/cluster/Cargo.toml -- ADDR \
+//!     --redis redis://127.0.0.1:6379 [--instance NAME]
 //! ```
 //!
 //! A client connects to `ws://ADDR/<topic>`; each text or binary message it sends is
@@ -37,18 +41,26 @@
 //!   clients publish). A relay whose clients hold cookies or credentials should check
 //!   `Origin` in the accept callback, as `examples/chat.rs` does, to stop cross-site
 //!   WebSocket hijacking.
+//!
+//! **Cluster mode** (`--redis URL`) links several instances through Redis pub/sub, so that
+//! a topic spans all of them: what a client publishes is delivered to the subscribers on
+//! every instance. The Redis side lives in `examples/cluster`, a crate of its own that
+//! compiles this same file with a [`Link`] over the `redis` crate (see its `src/main.rs`
+//! for why it is not a dev-dependency of stdws); built here, as `--example pubsub`, the
+//! relay has no Redis client and refuses `--redis`. Without `--redis` both builds behave
+//! the same.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use stdws::{
     CloseCode, Config, Error, Fanout, FanoutConfig, KeepAlive, Message, PendingConnection,
-    PreparedMessage, Rejection, Server, Topic, WebSocket,
+    PreparedMessage, Rejection, Server, Subscription, Topic, WebSocket, WriteHalf,
 };
 
 /// Stack of a connection's thread; only the pages a read touches (two) become resident.
@@ -67,7 +79,31 @@ struct Args {
     rate: f64,
     max_connections: usize,
     budget: usize,
+    /// Cluster mode: the Redis server's URL.
+    redis: Option<String>,
+    /// Cluster mode: this instance's name (default: made up at start).
+    instance: Option<String>,
 }
+
+/// Cluster mode's tie to the other instances; `examples/cluster` implements it over Redis.
+/// The relay calls it from its connections' threads, so its methods must not block.
+pub trait Link: Send + Sync {
+    /// This instance's name, sent to clients in an `X-Pubsub-Instance` response header.
+    fn instance(&self) -> &str;
+    /// A local client published `message` on `topic` (the local subscribers already have
+    /// it): pass it on to the other instances.
+    fn publish(&self, topic: &str, message: &PreparedMessage);
+    /// `topic` has its first local subscriber (`true`) or lost its last one (`false`). Calls
+    /// for one topic come in the order its subscribers came and went.
+    fn interest(&self, topic: &str, subscribed: bool);
+}
+
+/// Delivers a message that came from another instance to the local subscribers of a topic.
+pub type Deliver = Box<dyn Fn(&str, &PreparedMessage) + Send + Sync>;
+
+/// Makes the [`Link`] of cluster mode from the Redis URL, the instance's name if one was
+/// given, and the way in for the other instances' messages.
+pub type Connect = fn(&str, Option<&str>, Deliver) -> Result<Box<dyn Link>, String>;
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -75,6 +111,8 @@ fn parse_args() -> Result<Args, String> {
         rate: 1000.0,
         max_connections: 19_000,
         budget: 1 << 20,
+        redis: None,
+        instance: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -89,6 +127,8 @@ fn parse_args() -> Result<Args, String> {
             "--rate" => args.rate = number("--rate")?,
             "--max-connections" => args.max_connections = number("--max-connections")? as usize,
             "--budget" => args.budget = number("--budget")? as usize,
+            "--redis" => args.redis = Some(it.next().ok_or("--redis needs a URL")?),
+            "--instance" => args.instance = Some(it.next().ok_or("--instance needs a name")?),
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
             addr => args.addr = addr.to_owned(),
@@ -111,14 +151,36 @@ struct Relay {
     subscribers: AtomicUsize,
     max_connections: usize,
     rate: f64,
+    /// Cluster mode's link to the other instances; never set in a single relay.
+    link: OnceLock<Box<dyn Link>>,
 }
 
 impl Relay {
-    fn topic(&self, name: &str) -> Topic {
-        lock(&self.topics)
-            .entry(name.to_owned())
-            .or_insert_with(|| self.fanout.topic())
-            .clone()
+    /// Subscribes `writer` to the topic `name`, which is made if it has no subscriber yet.
+    /// Under the topics' lock, so that a topic being forgotten by `leave` cannot take a new
+    /// subscriber with it, and so that the link hears of a topic's first and last
+    /// subscribers in order.
+    fn join(&self, name: &str, writer: WriteHalf) -> stdws::Result<(Topic, Subscription)> {
+        let mut topics = lock(&self.topics);
+        let topic = match topics.get(name) {
+            Some(topic) => topic.clone(),
+            None => {
+                let topic = self.fanout.topic();
+                topics.insert(name.to_owned(), topic.clone());
+                if let Some(link) = self.link.get() {
+                    link.interest(name, true);
+                }
+                topic
+            }
+        };
+        let subscription = topic.subscribe(writer);
+        if subscription.is_err() && topic.is_empty() {
+            topics.remove(name);
+            if let Some(link) = self.link.get() {
+                link.interest(name, false);
+            }
+        }
+        Ok((topic, subscription?))
     }
 
     /// Forgets a topic nobody is subscribed to any more.
@@ -126,6 +188,26 @@ impl Relay {
         let mut topics = lock(&self.topics);
         if topics.get(name).is_some_and(Topic::is_empty) {
             topics.remove(name);
+            if let Some(link) = self.link.get() {
+                link.interest(name, false);
+            }
+        }
+    }
+
+    /// A local client published `message` on `topic`: to the local subscribers, then (in
+    /// cluster mode) to the other instances.
+    fn publish(&self, name: &str, topic: &Topic, message: &PreparedMessage) {
+        topic.broadcast(message);
+        if let Some(link) = self.link.get() {
+            link.publish(name, message);
+        }
+    }
+
+    /// A message from another instance: to the local subscribers of `name`, if any.
+    fn deliver(&self, name: &str, message: &PreparedMessage) {
+        let topic = lock(&self.topics).get(name).cloned();
+        if let Some(topic) = topic {
+            topic.broadcast(message);
         }
     }
 }
@@ -197,13 +279,16 @@ fn handshake(relay: Arc<Relay>, pending: PendingConnection, slot: Slot) {
     let mut topic = String::new();
     let mut seat = None;
     let mut full = false;
-    let ws = pending.accept_with(|request, _response| {
+    let ws = pending.accept_with(|request, response| {
         seat = Seat::take(&relay);
         if seat.is_none() {
             full = true;
             return Err(Rejection::new(503, "Full, try again later.\n").header("Retry-After", "5"));
         }
         topic = request.path().to_owned();
+        if let Some(link) = relay.link.get() {
+            response.append_header("X-Pubsub-Instance", link.instance());
+        }
         Ok(())
     });
     let ws = match ws {
@@ -239,9 +324,8 @@ fn serve(
         Ok(halves) => halves,
         Err(e) => return eprintln!("pubsub: {peer}: {e}"),
     };
-    let topic = relay.topic(&topic_name);
-    let subscription = match topic.subscribe(writer.clone()) {
-        Ok(s) => s,
+    let (topic, subscription) = match relay.join(&topic_name, writer.clone()) {
+        Ok(joined) => joined,
         Err(e) => return eprintln!("pubsub: {peer}: {e}"),
     };
     let mut bucket = Bucket::new(relay.rate);
@@ -253,7 +337,7 @@ fn serve(
                     continue; // read on until the client answers the close
                 }
                 if let Some(prepared) = PreparedMessage::from_message(&message) {
-                    topic.broadcast(&prepared);
+                    relay.publish(&topic_name, &topic, &prepared);
                 }
             }
             Ok(_) => {}
@@ -271,7 +355,14 @@ fn serve(
     relay.leave(&topic_name);
 }
 
+#[allow(dead_code)] // examples/cluster compiles this file as a module with a `main` of its own
 fn main() -> ExitCode {
+    run(None)
+}
+
+/// The relay: a single one, or in cluster mode (`--redis`) one instance of several, linked
+/// by what `connect` makes.
+pub fn run(connect: Option<Connect>) -> ExitCode {
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
@@ -279,12 +370,24 @@ fn main() -> ExitCode {
                 eprintln!("pubsub: {e}");
             }
             eprintln!(
-                "usage: pubsub [ADDR] [--rate N] [--max-connections N] [--budget BYTES]   \
-                 (default 127.0.0.1:9002, 1000 msgs/s, 19000, 1 MiB)"
+                "usage: pubsub [ADDR] [--rate N] [--max-connections N] [--budget BYTES] \
+                 [--redis URL [--instance NAME]]   \
+                 (default 127.0.0.1:9002, 1000 msgs/s, 19000, 1 MiB, no cluster)"
             );
             return ExitCode::from(2);
         }
     };
+    if args.redis.is_some() && connect.is_none() {
+        eprintln!(
+            "pubsub: this build has no Redis client; cluster mode is examples/cluster: \
+             cargo run --release --manifest-path examples/cluster/Cargo.toml -- ADDR --redis URL"
+        );
+        return ExitCode::from(2);
+    }
+    if args.instance.is_some() && args.redis.is_none() {
+        eprintln!("pubsub: --instance names an instance of a cluster: it needs --redis");
+        return ExitCode::from(2);
+    }
     let config = Config::default()
         .max_message_size(Some(MAX_MESSAGE))
         .handshake_timeout(Some(Duration::from_secs(10)))
@@ -313,7 +416,26 @@ fn main() -> ExitCode {
         subscribers: AtomicUsize::new(0),
         max_connections: args.max_connections,
         rate: args.rate,
+        link: OnceLock::new(),
     });
+    if let (Some(url), Some(connect)) = (&args.redis, connect) {
+        let relay_ref: Weak<Relay> = Arc::downgrade(&relay);
+        let deliver: Deliver = Box::new(move |topic, message| {
+            if let Some(relay) = relay_ref.upgrade() {
+                relay.deliver(topic, message);
+            }
+        });
+        match connect(url, args.instance.as_deref(), deliver) {
+            Ok(link) => {
+                eprintln!("pubsub: cluster instance {} over {url}", link.instance());
+                let _ = relay.link.set(link);
+            }
+            Err(e) => {
+                eprintln!("pubsub: --redis {url}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     match server.local_addr() {
         Ok(addr) => eprintln!("pubsub: listening on ws://{addr}/<topic>"),
         Err(e) => eprintln!("pubsub: {e}"),
