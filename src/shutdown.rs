@@ -16,17 +16,24 @@ use crate::split::WriteHalf;
 /// How long the close frame of a shutdown may wait for room in a socket buffer.
 const CLOSE_WRITE_WAIT: Duration = Duration::from_millis(100);
 
+/// How often a close that found the connection's writer busy is tried again.
+const RETRY: Duration = Duration::from_millis(5);
+
+/// The close reason of a shutdown.
+const REASON: &str = "server shutting down";
+
 /// A tracked connection, as the shutdown sees it.
 trait Closer: Send + Sync {
-    /// Sends close 1001 without waiting on a writer that holds the connection's lock.
-    fn going_away(&self, reason: &str);
+    /// Sends close 1001 without waiting on a writer that holds the connection's lock;
+    /// `false` when one did (nothing sent yet).
+    fn going_away(&self, reason: &str) -> bool;
     /// Shuts the socket down.
     fn cut(&self);
 }
 
 impl<W: Write + Socket + Send + 'static> Closer for WriteHalf<W> {
-    fn going_away(&self, reason: &str) {
-        self.close_nowait(CloseCode::GOING_AWAY, reason, CLOSE_WRITE_WAIT);
+    fn going_away(&self, reason: &str) -> bool {
+        self.close_nowait(CloseCode::GOING_AWAY, reason, CLOSE_WRITE_WAIT)
     }
     fn cut(&self) {
         let _ = self.shutdown();
@@ -160,7 +167,11 @@ impl GracefulShutdown {
             }
         };
         if let Some(closer) = late {
-            closer.going_away("server shutting down");
+            // A writer of this brand-new connection may hold its lock for a moment.
+            let until = Instant::now() + CLOSE_WRITE_WAIT;
+            while !closer.going_away(REASON) && Instant::now() < until {
+                std::thread::sleep(RETRY);
+            }
             closer.cut();
         }
         Tracked {
@@ -189,36 +200,48 @@ impl GracefulShutdown {
     /// The whole graceful shutdown: [`begin`](Self::begin), close 1001 ("server shutting
     /// down") to every tracked connection, a wait of up to `grace` for them to end, then
     /// their sockets shut down. Returns how many there were, ended, and were cut. A close
-    /// frame that cannot be written within 100 ms (the peer stopped reading, or a writer
-    /// holds the connection) is not waited for: that connection is cut at the deadline.
+    /// frame is never waited for past the deadline: one that finds a writer holding the
+    /// connection is tried again every 5 ms, and one that finds the socket buffer full
+    /// waits at most 100 ms for room (the peer stopped reading); a connection whose close
+    /// could not be sent is cut at the deadline, like one that did not answer it.
     pub fn run(&self, grace: Duration) -> ShutdownReport {
         self.begin();
         let deadline = Instant::now() + grace;
         let ids: Vec<u64> = lock(&self.inner.live).connections.keys().copied().collect();
-        for id in &ids {
-            // Each close without holding the lock, so connections can end meanwhile.
-            let closer = lock(&self.inner.live).connections.get(id).cloned();
-            if let Some(closer) = closer {
-                closer.going_away("server shutting down");
-            }
-        }
-        let mut live = lock(&self.inner.live);
-        loop {
+        // Connections whose close is still to be sent: a writer held the lock (it is
+        // usually released within microseconds), tried again until the deadline.
+        let mut unsent = ids.clone();
+        let live = loop {
+            unsent.retain(|id| {
+                // Past the deadline (closes that each waited for room in a full socket
+                // buffer), the rest are cut without one.
+                if Instant::now() >= deadline {
+                    return true;
+                }
+                // Each close without holding the lock, so connections can end meanwhile.
+                let closer = lock(&self.inner.live).connections.get(id).cloned();
+                closer.is_some_and(|closer| !closer.going_away(REASON))
+            });
+            let live = lock(&self.inner.live);
             let left = ids
                 .iter()
                 .filter(|id| live.connections.contains_key(id))
                 .count();
             let now = Instant::now();
             if left == 0 || now >= deadline {
-                break;
+                break live;
             }
-            live = self
-                .inner
-                .ended
-                .wait_timeout(live, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+            let wait = match unsent.is_empty() {
+                true => deadline - now,
+                false => RETRY.min(deadline - now),
+            };
+            drop(
+                self.inner
+                    .ended
+                    .wait_timeout(live, wait)
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        };
         let mut cut = 0;
         for id in &ids {
             if let Some(closer) = live.connections.get(id) {

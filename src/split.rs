@@ -777,14 +777,19 @@ impl<W: Write + Socket> WriteHalf<W> {
 
     /// For [`GracefulShutdown`](crate::GracefulShutdown): sends a close frame if no writer holds the lock,
     /// waiting at most `wait` for room in the socket buffer (the write timeout is set to it).
-    pub(crate) fn close_nowait(&self, code: CloseCode, reason: &str, wait: Duration) {
-        if let Some(mut io) = self.shared.try_io() {
-            let _ = io.stream.set_write_timeout(Some(wait));
-            self.shared.take_pong(&mut io);
-            let Io { stream, out } = &mut *io;
+    /// Returns `false` when a writer held the lock (nothing was done: try again later).
+    pub(crate) fn close_nowait(&self, code: CloseCode, reason: &str, wait: Duration) -> bool {
+        let Some(mut io) = self.shared.try_io() else {
+            return false;
+        };
+        let _ = io.stream.set_write_timeout(Some(wait));
+        self.shared.take_pong(&mut io);
+        let Io { stream, out } = &mut *io;
+        if out.state.is_open() {
             let _ = WriteSide::new(stream, out).start_close(Some(CloseFrame::new(code, reason)));
-            self.shared.mirror(out);
         }
+        self.shared.mirror(out);
+        true
     }
 
     /// Sets the write stream's write timeout (under the lock).
