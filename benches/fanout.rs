@@ -1536,7 +1536,11 @@ fn bench_main(args: &[String]) {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(65_530);
-    let thread_cap = (map_count.saturating_sub(1000) / 4).max(100);
+    // examples/pubsub keeps 288 of those threads for handshakes and its own (and lowers
+    // its --max-connections to the rest).
+    let thread_cap = (map_count.saturating_sub(1000) / 4)
+        .saturating_sub(288)
+        .max(100);
 
     let mut ns = Vec::new();
     let mut kinds = Vec::new();
@@ -1615,7 +1619,7 @@ fn bench_main(args: &[String]) {
         versions(&paths)
     );
     println!(
-        "max N here: {fd_cap} (open files {nofile} per process, less 100), and for stdws's thread per connection {thread_cap} (vm.max_map_count {map_count}: 4 mappings per thread, less 1,000)"
+        "max N here: {fd_cap} (open files {nofile} per process, less 100), and for stdws's thread per connection {thread_cap} (vm.max_map_count {map_count}: 4 mappings per thread, less 1,000, less 288 threads pubsub keeps for handshakes)"
     );
     for (k, why) in &unavailable {
         println!("{}: {why}", k.title());

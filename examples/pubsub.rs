@@ -20,7 +20,9 @@
 //! Threads: one per connection (64 KiB stacks, of which only the pages a read touches are
 //! resident; Linux's `vm.max_map_count`, 65,530 by default, caps a process near 16,000
 //! threads, each taking four memory mappings: its stack and the signal stack Rust's
-//! runtime gives it, each with a guard page), which reads its client and publishes what it
+//! runtime gives it, each with a guard page; `--max-connections` is lowered to what
+//! `vm.max_map_count` allows, with a message, since the runtime aborts the process when a
+//! thread's signal stack cannot be mapped), which reads its client and publishes what it
 //! sends, plus the fanout's writer
 //! threads (one per CPU). The handshake runs on a short-lived thread of its own, so its
 //! deeper stack is not kept for the life of the connection. A split connection holds one
@@ -73,6 +75,20 @@ const MAX_MESSAGE: usize = 64 * 1024;
 /// Beyond `max_connections + EXTRA` a connection is closed at once, without a thread to
 /// answer it 503.
 const EXTRA: usize = 256;
+
+/// The most connections this process can hold a thread for, if the kernel says: each
+/// thread takes four memory mappings (its stack and the signal stack Rust's runtime gives
+/// it, each with a guard page), and a process may have `vm.max_map_count` mappings. Past
+/// that a new thread's signal stack cannot be mapped and the runtime aborts the process,
+/// so `--max-connections` is kept under it (a client beyond is answered 503 instead).
+fn thread_capacity() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?;
+    let maps: usize = text.trim().parse().ok()?;
+    // Mappings of the binary, libraries and heap arenas; then the threads beyond the
+    // connections': handshakes (at most EXTRA), the fanout's writers, main.
+    let threads = maps.saturating_sub(1000) / 4;
+    Some(threads.saturating_sub(EXTRA + 32))
+}
 
 struct Args {
     addr: String,
@@ -363,7 +379,7 @@ fn main() -> ExitCode {
 /// The relay: a single one, or in cluster mode (`--redis`) one instance of several, linked
 /// by what `connect` makes.
 pub fn run(connect: Option<Connect>) -> ExitCode {
-    let args = match parse_args() {
+    let mut args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
             if !e.is_empty() {
@@ -387,6 +403,17 @@ pub fn run(connect: Option<Connect>) -> ExitCode {
     if args.instance.is_some() && args.redis.is_none() {
         eprintln!("pubsub: --instance names an instance of a cluster: it needs --redis");
         return ExitCode::from(2);
+    }
+    if let Some(capacity) = thread_capacity() {
+        if args.max_connections > capacity {
+            eprintln!(
+                "pubsub: vm.max_map_count leaves room for about {capacity} connection threads: \
+                 --max-connections lowered from {} to {capacity} (raise it with \
+                 sysctl vm.max_map_count=N, 4 mappings per connection)",
+                args.max_connections
+            );
+            args.max_connections = capacity;
+        }
     }
     let config = Config::default()
         .max_message_size(Some(MAX_MESSAGE))

@@ -12,9 +12,11 @@
 //! order), and nothing is sent twice.
 //!
 //! Each subscriber has a budget: bytes in its mailbox plus bytes queued in its connection
-//! (on top of what the kernel's socket buffer holds). A broadcast that would take a
-//! subscriber over it, or a subscriber whose socket has taken nothing for
-//! [`FanoutConfig::max_stall`], is cut: a close frame 1008 is queued (it reaches the client
+//! (on top of what the kernel's socket buffer holds), counted once its socket has refused
+//! bytes (it is full now). Until then what waits is a writer thread's lag, not the
+//! subscriber's: a burst may queue up to [`FanoutConfig::burst_factor`] times the budget for it. A
+//! broadcast that would take a subscriber over the limit, or a subscriber whose socket has
+//! taken nothing for [`FanoutConfig::max_stall`], is cut: a close frame 1008 is queued (it reaches the client
 //! only if it reads again), the connection ends, and its socket is shut down, which wakes
 //! its reading half. The broadcast reports it ([`Delivery::dropped`]), and so does its
 //! [`Subscription`].
@@ -36,10 +38,18 @@ use crate::split::{Drained, WriteHalf};
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct FanoutConfig {
-    /// Bytes a subscriber may have waiting in the library (its mailbox and its connection's
-    /// queue, not the kernel's socket buffer) before it is cut. Default 1 MiB. One message
-    /// larger than this is still queued for a subscriber with nothing waiting.
+    /// Bytes a subscriber whose socket is full may have waiting in the library (its mailbox
+    /// and its connection's queue, not the kernel's socket buffer) before it is cut.
+    /// Default 1 MiB. A subscriber whose socket took everything it was given is not slow:
+    /// what waits for it is a burst the writer threads have not reached yet, allowed up to
+    /// [`burst_factor`](Self::burst_factor) times this. One message larger than the limit is still queued for
+    /// a subscriber with nothing waiting.
     pub budget: usize,
+    /// How many budgets of backlog a subscriber whose socket has refused nothing may have
+    /// waiting for a writer thread (a burst broadcast faster than the writers write)
+    /// before it is cut anyway: the bound on memory when the writers cannot keep up at
+    /// all. Default 16 (at least 1).
+    pub burst_factor: usize,
     /// How long a subscriber may go without its socket taking any byte while it has some
     /// waiting, before it is cut. Default 5 s.
     pub max_stall: Duration,
@@ -59,6 +69,7 @@ impl Default for FanoutConfig {
     fn default() -> Self {
         FanoutConfig {
             budget: 1 << 20,
+            burst_factor: 16,
             max_stall: Duration::from_secs(5),
             writers: thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4)),
             write_wait: Duration::from_millis(1),
@@ -72,6 +83,11 @@ impl FanoutConfig {
     /// Sets [`budget`](Self::budget).
     pub fn budget(mut self, bytes: usize) -> Self {
         self.budget = bytes;
+        self
+    }
+    /// Sets [`burst_factor`](Self::burst_factor) (at least 1).
+    pub fn burst_factor(mut self, factor: usize) -> Self {
+        self.burst_factor = factor.max(1);
         self
     }
     /// Sets [`max_stall`](Self::max_stall).
@@ -90,7 +106,8 @@ impl FanoutConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Cut {
-    /// A broadcast would have taken it over [`FanoutConfig::budget`].
+    /// A broadcast would have taken it over [`FanoutConfig::budget`] (its socket full), or
+    /// over [`FanoutConfig::burst_factor`] budgets.
     OverBudget,
     /// Its socket took nothing for [`FanoutConfig::max_stall`].
     Stalled,
@@ -445,6 +462,7 @@ impl<W: Write + Socket + Send + 'static> Topic<W> {
         let subs = Arc::clone(&lock(&self.subs));
         let len = message.server_frame().len();
         let budget = self.fanout.config().budget;
+        let burst_factor = self.fanout.config().burst_factor.max(1);
         let mut delivery = Delivery::default();
         let mut wake = Vec::new();
         for sub in subs.iter() {
@@ -454,9 +472,15 @@ impl<W: Write + Socket + Send + 'static> Topic<W> {
             let over = {
                 let mut mailbox = lock(&sub.mailbox);
                 let waiting = mailbox.bytes + sub.queued.load(Ordering::Acquire);
-                // A message larger than the budget still goes to a subscriber with nothing
-                // waiting: the budget bounds a backlog, not one message.
-                if waiting > 0 && waiting + len > budget {
+                // The budget counts once the socket is full; before, the backlog is the
+                // writers' lag and has the burst limit.
+                let limit = match mailbox.stalled_since {
+                    Some(_) => budget,
+                    None => budget.saturating_mul(burst_factor),
+                };
+                // A message larger than the limit still goes to a subscriber with nothing
+                // waiting: the limit bounds a backlog, not one message.
+                if waiting > 0 && waiting + len > limit {
                     true
                 } else {
                     mailbox.messages.push(message.clone());

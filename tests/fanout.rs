@@ -284,3 +284,44 @@ fn a_message_larger_than_the_budget_reaches_a_subscriber_with_nothing_waiting() 
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The budget is what a subscriber's socket refused, not what waits for a writer thread: a
+/// burst several times the budget, broadcast back to back, reaches every subscriber that
+/// keeps reading, and none is cut (before, the subscribers the writer threads had not
+/// reached yet were cut as soon as their mailboxes passed the budget).
+#[test]
+fn a_burst_larger_than_the_budget_reaches_every_reader() {
+    let budget = 128 << 10;
+    let fanout: Fanout = Fanout::new(FanoutConfig::default().budget(budget)).unwrap();
+    let topic = fanout.topic();
+    let n = 32;
+    let (url, _fates, ready) = serve_topic(&topic, n, Config::default());
+    let (count, size) = (64usize, 8 << 10);
+    let readers: Vec<_> = (0..n)
+        .map(|_| {
+            let mut ws = client(&url, Config::default());
+            ready.recv_timeout(DEADLINE).unwrap();
+            spawn_bounded(move || {
+                for seq in 0..count {
+                    let m = ws.read().expect("message");
+                    assert_eq!(m.as_bytes().len(), size);
+                    assert_eq!(m.as_bytes()[0], seq as u8, "in order, none missing");
+                }
+            })
+        })
+        .collect();
+    // 512 KiB, four times the budget, queued with no pause.
+    let messages: Vec<_> = (0..count)
+        .map(|seq| PreparedMessage::binary(&vec![seq as u8; size]))
+        .collect();
+    let mut dropped = 0;
+    for message in &messages {
+        let delivery = topic.broadcast(message);
+        assert_eq!(delivery.queued + delivery.dropped.len(), n);
+        dropped += delivery.dropped.len();
+    }
+    assert_eq!(dropped, 0, "healthy readers cut by a burst");
+    for reader in readers {
+        reader.join(DEADLINE);
+    }
+}
