@@ -20,9 +20,8 @@
 //! delivery resumes by itself (the script then checks the instance's log for the count of
 //! what it could not forward).
 //!
-//! The clients reconnect with a small loop of their own (`Client::run`): stdws's
-//! reconnecting client is being added on another branch, and this test moves to it when
-//! it lands.
+//! The clients that reconnect use stdws's reconnecting client
+//! (`ClientBuilder::reconnecting`, backoff from 50 ms up to 1 s), as a device would.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -33,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use stdws::{CloseCode, Message, WriteHalf};
+use stdws::{Backoff, CloseCode, Message, StopHandle, WriteHalf};
 
 /// Messages each publisher sends in (a), (b) and (c).
 const MESSAGES_A: usize = 200;
@@ -110,6 +109,8 @@ struct Client {
     seen: Arc<Mutex<Seen>>,
     writer: Arc<Mutex<Option<WriteHalf>>>,
     stop: Arc<AtomicBool>,
+    /// Ends a wait between reconnects at once.
+    stop_reconnecting: StopHandle,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -126,12 +127,23 @@ impl Client {
             Arc::clone(&stop),
             label.to_owned(),
         );
-        let thread = thread::spawn(move || Client::run(&l, &url, reconnect, &s, &w, &st));
+        let connections = stdws::ClientBuilder::new(&url)
+            .reconnecting()
+            .backoff(Backoff::new(
+                Duration::from_millis(50),
+                Duration::from_secs(1),
+                2.0,
+            ));
+        let stop_reconnecting = connections.stop_handle();
+        let thread = thread::spawn(move || {
+            Client::run(&l, connections, reconnect, &s, &w, &st);
+        });
         let client = Client {
             label: label.to_owned(),
             seen,
             writer,
             stop,
+            stop_reconnecting,
             thread: Some(thread),
         };
         let until = Instant::now() + WAIT;
@@ -146,31 +158,24 @@ impl Client {
         client
     }
 
-    /// The client's thread: connect, read until the connection ends, and, with
-    /// `reconnect`, connect again (50 ms, doubling to 1 s, between attempts) and go on.
+    /// The client's thread: for each connection the reconnecting client makes (with
+    /// backoff between failed attempts), read until it ends; without `reconnect`, only the
+    /// first.
     fn run(
         label: &str,
-        url: &str,
+        connections: stdws::Reconnecting<TcpStream>,
         reconnect: bool,
         seen: &Mutex<Seen>,
         writer: &Mutex<Option<WriteHalf>>,
         stop: &AtomicBool,
     ) {
         let mut lost: Option<Instant> = None;
-        let mut wait = Duration::from_millis(50);
-        while !stop.load(Ordering::SeqCst) {
-            let (ws, response) = match stdws::ClientBuilder::new(url).connect() {
-                Ok(connected) => connected,
-                Err(e) => {
-                    if lost.is_none() {
-                        panic!("{label}: cannot connect to {url}: {e}");
-                    }
-                    thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            };
-            wait = Duration::from_millis(50);
+        for connection in connections {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let (ws, response) =
+                connection.unwrap_or_else(|e| panic!("{label}: not worth retrying: {e}"));
             ws.get_ref()
                 .set_read_timeout(Some(Duration::from_millis(100)))
                 .unwrap();
@@ -236,6 +241,7 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.stop_reconnecting.stop();
         if let Some(w) = self.writer.lock().unwrap().as_ref() {
             let _ = w.close(CloseCode::NORMAL, "");
         }
