@@ -21,7 +21,7 @@
 //! its reading half. The broadcast reports it ([`Delivery::dropped`]), and so does its
 //! [`Subscription`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -393,7 +393,7 @@ impl<W: Write + Socket + Send + 'static> Fanout<W> {
     pub fn topic(&self) -> Topic<W> {
         Topic {
             fanout: self.clone(),
-            subs: Arc::new(Mutex::new(Arc::new(Vec::new()))),
+            subs: Arc::new(Mutex::new(Members::default())),
         }
     }
 
@@ -402,14 +402,40 @@ impl<W: Write + Socket + Send + 'static> Fanout<W> {
     }
 }
 
-type Subs<W> = Arc<Vec<Arc<Sub<W>>>>;
+/// A topic's subscribers: the set, changed in O(1) by subscribe and unsubscribe, and the
+/// list a broadcast walks, made from the set when a broadcast finds it changed (so a burst
+/// of N subscribes costs O(N), not the O(N^2) of copying the list at each one).
+struct Members<W> {
+    all: HashMap<u64, Arc<Sub<W>>>,
+    snapshot: Option<Arc<Vec<Arc<Sub<W>>>>>,
+}
+
+impl<W> Default for Members<W> {
+    fn default() -> Self {
+        Members {
+            all: HashMap::new(),
+            snapshot: None,
+        }
+    }
+}
+
+impl<W> Members<W> {
+    /// The list to broadcast to, made again if the set changed since the last one.
+    fn snapshot(&mut self) -> Arc<Vec<Arc<Sub<W>>>> {
+        let all = &self.all;
+        Arc::clone(
+            self.snapshot
+                .get_or_insert_with(|| Arc::new(all.values().cloned().collect())),
+        )
+    }
+}
 
 /// A set of subscribers that [`broadcast`](Self::broadcast) sends to (see [`Fanout`]).
 /// Cheap to clone: clones are the same topic.
 pub struct Topic<W = SharedTcpStream> {
     fanout: Fanout<W>,
-    /// Copied on subscribe and unsubscribe, so a broadcast walks a snapshot without a lock.
-    subs: Arc<Mutex<Subs<W>>>,
+    /// A broadcast walks a snapshot of them without holding the lock.
+    subs: Arc<Mutex<Members<W>>>,
 }
 
 impl<W> Clone for Topic<W> {
@@ -424,7 +450,7 @@ impl<W> Clone for Topic<W> {
 impl<W> std::fmt::Debug for Topic<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Topic")
-            .field("subscribers", &lock(&self.subs).len())
+            .field("subscribers", &lock(&self.subs).all.len())
             .finish_non_exhaustive()
     }
 }
@@ -445,10 +471,8 @@ impl<W: Write + Socket + Send + 'static> Topic<W> {
         });
         {
             let mut subs = lock(&self.subs);
-            let mut next = Vec::with_capacity(subs.len() + 1);
-            next.extend(subs.iter().cloned());
-            next.push(Arc::clone(&sub));
-            *subs = Arc::new(next);
+            subs.all.insert(sub.id, Arc::clone(&sub));
+            subs.snapshot = None;
         }
         Ok(Subscription {
             topic: self.clone(),
@@ -459,7 +483,7 @@ impl<W: Write + Socket + Send + 'static> Topic<W> {
     /// Queues `message` for every live subscriber and returns at once; the writer threads
     /// send it. Subscribers it would take over their budget are cut (see [`Fanout`]).
     pub fn broadcast(&self, message: &PreparedMessage) -> Delivery {
-        let subs = Arc::clone(&lock(&self.subs));
+        let subs = lock(&self.subs).snapshot();
         let len = message.server_frame().len();
         let budget = self.fanout.config().budget;
         let burst_factor = self.fanout.config().burst_factor.max(1);
@@ -505,7 +529,7 @@ impl<W: Write + Socket + Send + 'static> Topic<W> {
 
     /// Subscribers now (cut ones count until their [`Subscription`] is dropped).
     pub fn len(&self) -> usize {
-        lock(&self.subs).len()
+        lock(&self.subs).all.len()
     }
 
     /// Whether it has no subscriber.
@@ -514,9 +538,13 @@ impl<W: Write + Socket + Send + 'static> Topic<W> {
     }
 
     fn remove(&self, id: u64) {
-        let mut subs = lock(&self.subs);
-        let next: Vec<_> = subs.iter().filter(|s| s.id != id).cloned().collect();
-        *subs = Arc::new(next);
+        let removed = {
+            let mut subs = lock(&self.subs);
+            subs.snapshot = None;
+            subs.all.remove(&id)
+        };
+        // Its last reference may go here, outside the lock.
+        drop(removed);
     }
 }
 
