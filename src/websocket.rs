@@ -186,6 +186,7 @@ impl<T: Read + Write> WebSocket<T> {
     /// Errors: see [`Error`] for how the end of a connection is reported. A protocol
     /// violation by the peer has already been answered with a close frame carrying the
     /// matching code (1002, 1007 or 1009) when the error is returned.
+    #[inline]
     pub fn read(&mut self) -> Result<Message> {
         let mut halves = Joined {
             stream: &mut self.stream,
