@@ -60,7 +60,7 @@ pub(crate) trait Halves {
 pub(crate) struct Joined<'a, T> {
     pub stream: &'a mut T,
     pub out: &'a mut Outgoing,
-    pub timeouts: Option<&'a ReadTimeout<T>>,
+    pub timeouts: &'a Option<ReadTimeout<T>>,
 }
 
 impl<T: Write> Joined<'_, T> {
@@ -101,7 +101,7 @@ impl<T: Read + Write> Halves for Joined<'_, T> {
     }
     #[inline]
     fn read_timeout(&self) -> Option<ReadTimeout<T>> {
-        self.timeouts.cloned()
+        self.timeouts.clone()
     }
     fn flush_close_reply(&mut self) -> Result<()> {
         self.side().flush_queued()

@@ -191,7 +191,7 @@ impl<T: Read + Write> WebSocket<T> {
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.conn.out,
-            timeouts: self.timeouts.as_ref(),
+            timeouts: &self.timeouts,
         };
         read_message(
             &mut halves,
@@ -244,7 +244,7 @@ impl<T: Read + Write> WebSocket<T> {
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.conn.out,
-            timeouts: self.timeouts.as_ref(),
+            timeouts: &self.timeouts,
         };
         let got = read_stream_start(
             &mut halves,
@@ -514,7 +514,7 @@ impl<T: Read + Write> PayloadSource for WebSocket<T> {
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.conn.out,
-            timeouts: self.timeouts.as_ref(),
+            timeouts: &self.timeouts,
         };
         read_payload(
             &mut halves,
