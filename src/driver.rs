@@ -859,20 +859,27 @@ fn write_out<W: Write>(sender: &mut Sender, stream: &mut W) -> io::Result<()> {
     loop {
         // With no segment queued, `output()` is everything pending; with one, something is
         // (a queued segment is never empty). This saves recomputing `pending()` per pass.
-        let result = match sender.is_contiguous() {
+        let (result, len) = match sender.is_contiguous() {
             true => {
                 let output = sender.output();
                 debug_assert_eq!(output.is_empty(), sender.pending() == 0);
                 if output.is_empty() {
                     return Ok(());
                 }
-                stream.write(output)
+                (stream.write(output), output.len())
             }
-            false => write_pieces(sender, stream),
+            false => (write_pieces(sender, stream), usize::MAX),
         };
         match result {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => sender.consume(n),
+            Ok(n) => {
+                sender.consume(n);
+                // All of a contiguous queue went out: nothing is left to ask `output()` for.
+                if n >= len {
+                    debug_assert_eq!(sender.pending(), 0);
+                    return Ok(());
+                }
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
