@@ -60,7 +60,7 @@ pub(crate) trait Halves {
 pub(crate) struct Joined<'a, T> {
     pub stream: &'a mut T,
     pub out: &'a mut Outgoing,
-    pub timeouts: Option<&'a ReadTimeout<T>>,
+    pub timeouts: &'a Option<ReadTimeout<T>>,
 }
 
 impl<T: Write> Joined<'_, T> {
@@ -101,7 +101,7 @@ impl<T: Read + Write> Halves for Joined<'_, T> {
     }
     #[inline]
     fn read_timeout(&self) -> Option<ReadTimeout<T>> {
-        self.timeouts.cloned()
+        self.timeouts.clone()
     }
     fn flush_close_reply(&mut self) -> Result<()> {
         self.side().flush_queued()
@@ -121,6 +121,36 @@ pub(crate) enum Got {
     },
 }
 
+/// What [`read_next`] returns: a [`Message`] for the message read loop, or a [`Got`] where
+/// the start of a streamed message may come back instead. The message loop takes messages
+/// as they come from the receiver, not rewrapped in a `Got` and unwrapped again.
+pub(crate) trait ReadOutput: Sized {
+    fn message(message: Message) -> Self;
+    /// Only when the receiver was asked to stream the next message.
+    fn stream_start(text: bool) -> Self;
+}
+
+impl ReadOutput for Message {
+    #[inline(always)]
+    fn message(message: Message) -> Self {
+        message
+    }
+    fn stream_start(_text: bool) -> Self {
+        unreachable!("streaming was not asked for")
+    }
+}
+
+impl ReadOutput for Got {
+    #[inline(always)]
+    fn message(message: Message) -> Self {
+        Got::Message(message)
+    }
+    #[inline(always)]
+    fn stream_start(text: bool) -> Self {
+        Got::StreamStart { text }
+    }
+}
+
 /// Reads the next message: the loop shared by [`WebSocket::read`] and
 /// [`ReadHalf::read`](crate::ReadHalf::read).
 #[inline]
@@ -130,20 +160,17 @@ pub(crate) fn read_message<H: Halves>(
     role: Role,
     keepalive: &mut Option<Timer>,
 ) -> Result<Message> {
-    match read_next(halves, receiver, role, keepalive)? {
-        Got::Message(message) => Ok(message),
-        Got::StreamStart { .. } => unreachable!("streaming was not asked for"),
-    }
+    read_next(halves, receiver, role, keepalive)
 }
 
-/// Reads the next message, or the start of a streamed message.
+/// Reads the next message, or (as `O`, see [`ReadOutput`]) the start of a streamed message.
 #[inline]
-pub(crate) fn read_next<H: Halves>(
+pub(crate) fn read_next<H: Halves, O: ReadOutput>(
     halves: &mut H,
     receiver: &mut Receiver,
     role: Role,
     keepalive: &mut Option<Timer>,
-) -> Result<Got> {
+) -> Result<O> {
     loop {
         match halves.lifecycle() {
             Lifecycle::Open | Lifecycle::CloseSent => {}
@@ -151,17 +178,17 @@ pub(crate) fn read_next<H: Halves>(
             Lifecycle::Ended => return Err(Error::AlreadyClosed),
         }
         match receiver.poll() {
-            Ok(Some(Incoming::Data(message))) => return Ok(Got::Message(message)),
+            Ok(Some(Incoming::Data(message))) => return Ok(O::message(message)),
             Ok(Some(Incoming::Ping(payload))) => {
                 halves.on_ping(&payload);
-                return Ok(Got::Message(Message::Ping(payload)));
+                return Ok(O::message(Message::Ping(payload)));
             }
-            Ok(Some(Incoming::Pong(payload))) => return Ok(Got::Message(Message::Pong(payload))),
+            Ok(Some(Incoming::Pong(payload))) => return Ok(O::message(Message::Pong(payload))),
             Ok(Some(Incoming::Close(frame))) => {
                 halves.on_close(&frame);
-                return Ok(Got::Message(Message::Close(frame)));
+                return Ok(O::message(Message::Close(frame)));
             }
-            Ok(Some(Incoming::StreamStart { text })) => return Ok(Got::StreamStart { text }),
+            Ok(Some(Incoming::StreamStart { text })) => return Ok(O::stream_start(text)),
             Ok(None) => {}
             Err(e) => return Err(fail_reading(halves, receiver, e)),
         }
@@ -181,7 +208,7 @@ pub(crate) fn read_stream_start<H: Halves>(
 ) -> Result<Got> {
     receiver.stream_next(true);
     receiver.stream_limit(limit);
-    let got = read_next(halves, receiver, role, keepalive);
+    let got = read_next::<H, Got>(halves, receiver, role, keepalive);
     receiver.stream_next(false);
     got
 }
@@ -859,20 +886,27 @@ fn write_out<W: Write>(sender: &mut Sender, stream: &mut W) -> io::Result<()> {
     loop {
         // With no segment queued, `output()` is everything pending; with one, something is
         // (a queued segment is never empty). This saves recomputing `pending()` per pass.
-        let result = match sender.is_contiguous() {
+        let (result, len) = match sender.is_contiguous() {
             true => {
                 let output = sender.output();
                 debug_assert_eq!(output.is_empty(), sender.pending() == 0);
                 if output.is_empty() {
                     return Ok(());
                 }
-                stream.write(output)
+                (stream.write(output), output.len())
             }
-            false => write_pieces(sender, stream),
+            false => (write_pieces(sender, stream), usize::MAX),
         };
         match result {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => sender.consume(n),
+            Ok(n) => {
+                sender.consume(n);
+                // All of a contiguous queue went out: nothing is left to ask `output()` for.
+                if n >= len {
+                    debug_assert_eq!(sender.pending(), 0);
+                    return Ok(());
+                }
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

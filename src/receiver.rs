@@ -589,19 +589,17 @@ impl Receiver {
     /// a large binary payload with nothing buffered, room at the end of the message itself
     /// (no copy through the read buffer). The driver reads into it and reports how many bytes
     /// arrived with [`filled`](Self::filled); a read of nothing needs no report.
+    #[inline]
     pub fn read_buf(&mut self) -> &mut [u8] {
         self.direct = false;
         if self.start == self.end {
-            if let (Some(frame), Some(Partial::Binary { data, len })) =
-                (self.frame.as_mut(), self.message.as_mut())
-            {
-                if frame.remaining >= self.buffer_size as u64 {
-                    self.direct = true;
-                    return direct_room(frame, data, *len);
-                }
+            if self.reads_direct() {
+                return self.direct_read_buf();
             }
-        }
-        if self.start > 0 {
+            // Nothing is buffered: start again at the front (nothing to move).
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 {
             // Only a partial header or control frame is left (data is consumed as it comes):
             // move it to the front so the read gets the rest of the buffer.
             self.buf.copy_within(self.start..self.end, 0);
@@ -619,26 +617,50 @@ impl Receiver {
         }
         .max(self.end + MIN_BUFFER / 2);
         if self.buf.len() != size {
-            self.buf.truncate(self.end);
-            self.buf.shrink_to(size);
-            self.buf.resize(size, 0);
+            self.resize_buf(size);
         }
         &mut self.buf[self.end..]
+    }
+
+    /// Whether the next read goes straight into the message (see [`read_buf`](Self::read_buf)):
+    /// nothing is buffered and a binary frame at least a buffer long is still arriving.
+    #[inline(always)]
+    fn reads_direct(&self) -> bool {
+        match (&self.frame, &self.message) {
+            (Some(frame), Some(Partial::Binary { .. })) => {
+                frame.remaining >= self.buffer_size as u64
+            }
+            _ => false,
+        }
+    }
+
+    /// [`read_buf`](Self::read_buf) when [`reads_direct`](Self::reads_direct): the room at
+    /// the end of the message.
+    fn direct_read_buf(&mut self) -> &mut [u8] {
+        match (self.frame.as_ref(), self.message.as_mut()) {
+            (Some(frame), Some(Partial::Binary { data, len })) => {
+                self.direct = true;
+                direct_room(frame, data, *len)
+            }
+            _ => unreachable!("reads_direct checked the frame and the message"),
+        }
+    }
+
+    /// Gives the read buffer `size` bytes, keeping its `end` bytes.
+    #[cold]
+    fn resize_buf(&mut self, size: usize) {
+        self.buf.truncate(self.end);
+        self.buf.shrink_to(size);
+        self.buf.resize(size, 0);
     }
 
     /// `n` bytes arrived in the room [`read_buf`](Self::read_buf) gave (0 < `n` <= its
     /// length; larger values are clamped). Payload read straight into a message is unmasked
     /// here; buffered bytes wait for [`poll`](Self::poll).
+    #[inline]
     pub fn filled(&mut self, n: usize) {
         if std::mem::take(&mut self.direct) {
-            if let (Some(frame), Some(Partial::Binary { data, len })) =
-                (self.frame.as_mut(), self.message.as_mut())
-            {
-                let room = direct_room(frame, data, *len);
-                let n = n.min(room.len());
-                frame.take(&mut room[..n]);
-                *len += n;
-            }
+            self.filled_direct(n);
             return;
         }
         let space = self.buf.len() - self.end;
@@ -649,6 +671,18 @@ impl Receiver {
             LastRead::Short
         };
         self.end += n;
+    }
+
+    /// [`filled`](Self::filled) for bytes read straight into the message.
+    fn filled_direct(&mut self, n: usize) {
+        if let (Some(frame), Some(Partial::Binary { data, len })) =
+            (self.frame.as_mut(), self.message.as_mut())
+        {
+            let room = direct_room(frame, data, *len);
+            let n = n.min(room.len());
+            frame.take(&mut room[..n]);
+            *len += n;
+        }
     }
 
     /// Takes back the allocation of a message the application sent, to receive the next

@@ -186,11 +186,12 @@ impl<T: Read + Write> WebSocket<T> {
     /// Errors: see [`Error`] for how the end of a connection is reported. A protocol
     /// violation by the peer has already been answered with a close frame carrying the
     /// matching code (1002, 1007 or 1009) when the error is returned.
+    #[inline]
     pub fn read(&mut self) -> Result<Message> {
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.conn.out,
-            timeouts: self.timeouts.as_ref(),
+            timeouts: &self.timeouts,
         };
         read_message(
             &mut halves,
@@ -243,7 +244,7 @@ impl<T: Read + Write> WebSocket<T> {
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.conn.out,
-            timeouts: self.timeouts.as_ref(),
+            timeouts: &self.timeouts,
         };
         let got = read_stream_start(
             &mut halves,
@@ -513,7 +514,7 @@ impl<T: Read + Write> PayloadSource for WebSocket<T> {
         let mut halves = Joined {
             stream: &mut self.stream,
             out: &mut self.conn.out,
-            timeouts: self.timeouts.as_ref(),
+            timeouts: &self.timeouts,
         };
         read_payload(
             &mut halves,
