@@ -232,25 +232,8 @@ fn proxy_from_env_and_no_proxy() {
 mod tls {
     use super::*;
     use std::sync::Arc;
-    use stdws::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    use stdws::tls::rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-    /// A `wss://` echo server for `localhost` and a client configuration that trusts it.
-    fn tls_pair() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let der: CertificateDer<'static> = cert.cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-        let server = ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![der.clone()], key)
-            .unwrap();
-        let mut roots = RootCertStore::empty();
-        roots.add(der).unwrap();
-        let client = ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        (Arc::new(server), Arc::new(client))
-    }
+    use common::tls_pair;
 
     fn wss_through(proxy: &str) {
         let (server_config, client_config) = tls_pair();

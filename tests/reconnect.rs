@@ -254,27 +254,9 @@ fn a_server_that_drops_every_connection_at_once_is_not_hammered() {
 #[test]
 fn reconnecting_tls_retries_a_503_over_tls() {
     use std::io::{Read, Write};
-    use stdws::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    use stdws::tls::rustls::{
-        ClientConfig, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
-    };
+    use stdws::tls::rustls::{ServerConnection, StreamOwned};
 
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let der: CertificateDer<'static> = cert.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-    let server_config = Arc::new(
-        ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![der.clone()], key)
-            .unwrap(),
-    );
-    let mut roots = RootCertStore::empty();
-    roots.add(der).unwrap();
-    let client_config = Arc::new(
-        ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let (server_config, client_config) = common::tls_pair();
 
     let mut first = true;
     let server = serve(2, move |stream| {

@@ -162,27 +162,9 @@ mod tls {
     use super::*;
     use std::io::{Read, Write};
     use std::sync::Arc;
-    use stdws::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    use stdws::tls::rustls::{
-        ClientConfig, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
-    };
+    use stdws::tls::rustls::{ServerConnection, StreamOwned};
 
-    /// A server configuration for `localhost` and a client configuration that trusts it.
-    fn tls_pair() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let der: CertificateDer<'static> = cert.cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-        let server = ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![der.clone()], key)
-            .unwrap();
-        let mut roots = RootCertStore::empty();
-        roots.add(der).unwrap();
-        let client = ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        (Arc::new(server), Arc::new(client))
-    }
+    use common::tls_pair;
 
     #[test]
     fn never_from_wss_to_ws() {

@@ -735,3 +735,27 @@ pub fn parse_frames(mut bytes: &[u8]) -> (Vec<Frame>, usize) {
     }
     (frames, bytes.len())
 }
+
+/// A server configuration with a fresh self-signed certificate for `localhost`, and a
+/// client configuration that trusts only it.
+#[cfg(feature = "rustls")]
+pub fn tls_pair() -> (
+    std::sync::Arc<stdws::tls::rustls::ServerConfig>,
+    std::sync::Arc<stdws::tls::rustls::ClientConfig>,
+) {
+    use stdws::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use stdws::tls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let der: CertificateDer<'static> = cert.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let server = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (std::sync::Arc::new(server), std::sync::Arc::new(client))
+}
