@@ -1047,7 +1047,7 @@ impl Kind {
                 c
             }
             Kind::Stdws => {
-                let mut c = Command::new(paths.target.join("release/examples/pubsub"));
+                let mut c = Command::new(&paths.pubsub);
                 c.arg(addr)
                     .args(["--rate", "1000000", "--max-connections"])
                     .arg((n + 1000).to_string());
@@ -1060,6 +1060,9 @@ impl Kind {
 struct Paths {
     root: PathBuf,
     target: PathBuf,
+    /// The stdws relay: `FANOUT_PUBSUB` (another commit's build, to compare), or this
+    /// tree's `examples/pubsub`.
+    pubsub: PathBuf,
     logs: PathBuf,
 }
 
@@ -1525,7 +1528,14 @@ fn bench_main(args: &[String]) {
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let logs = target.join("fanout-logs");
     let _ = std::fs::create_dir_all(&logs);
-    let paths = Paths { root, target, logs };
+    let pubsub = std::env::var_os("FANOUT_PUBSUB")
+        .map_or_else(|| target.join("release/examples/pubsub"), PathBuf::from);
+    let paths = Paths {
+        root,
+        target,
+        logs,
+        pubsub,
+    };
     let nofile = open_files_limit();
     // The most connections one server process can hold here: its descriptors (all four
     // servers use one per connection, plus a few of their own), and for stdws's thread per
@@ -1592,6 +1602,9 @@ fn bench_main(args: &[String]) {
     // is left out with a note.
     let mut unavailable: Vec<(Kind, String)> = Vec::new();
     for &k in &kinds {
+        if k == Kind::Stdws && std::env::var_os("FANOUT_PUBSUB").is_some() {
+            continue; // a relay built elsewhere
+        }
         let status = Command::new("bash")
             .arg(paths.root.join("benches/fanout/run"))
             .args(["setup", k.name()])

@@ -159,8 +159,53 @@ impl<T: Read + Write> WebSocket<T> {
         )
     }
 
-    /// The blocking driver for a connection whose handshake was run over bytes.
-    pub(crate) fn from_connection(stream: T, mut conn: Connection) -> Self {
+    /// Continues a connection whose opening handshake was run over bytes, by
+    /// [`proto::ServerHandshake`](crate::proto::ServerHandshake) or
+    /// [`proto::ClientHandshake`](crate::proto::ClientHandshake), under this blocking
+    /// driver: a server can read every handshake on one thread over non-blocking sockets
+    /// (so a slow client holds no thread), then give each finished connection to a thread
+    /// of its own. Put `stream` back in blocking mode first (or keep it non-blocking and
+    /// handle `WouldBlock`, see above).
+    ///
+    /// What the connection still has to send (the end of the 101 that a non-blocking
+    /// write did not take, say) goes out first, with the next write, `flush` or `read`;
+    /// bytes that arrived behind the handshake are read first. Keep-alive in the
+    /// connection's [`Config`] behaves as with [`from_raw_socket`](Self::from_raw_socket);
+    /// call [`set_keepalive`](Self::set_keepalive) to have `read` wait for its deadlines
+    /// by itself.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::net::TcpListener;
+    /// use stdws::proto::ServerHandshake;
+    /// use stdws::{Config, Message, WebSocket};
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let url = format!("ws://{}/", listener.local_addr()?);
+    /// let client = std::thread::spawn(move || -> stdws::Result<Message> {
+    ///     let (mut ws, _) = stdws::connect(&url)?;
+    ///     ws.send_text("hi")?;
+    ///     ws.read()
+    /// });
+    ///
+    /// // The handshake over bytes (a non-blocking server would read as they arrive)...
+    /// let (mut stream, _) = listener.accept()?;
+    /// let mut handshake = ServerHandshake::new(Config::default());
+    /// loop {
+    ///     let n = stream.read(handshake.read_buf())?;
+    ///     if handshake.filled(n).map_err(|refusal| refusal.error)?.is_some() {
+    ///         break;
+    ///     }
+    /// }
+    /// let conn = handshake.accept().map_err(|refusal| refusal.error)?;
+    /// // ...then the blocking driver, which writes the 101 still queued in `conn`.
+    /// let mut ws = WebSocket::from_connection(stream, conn);
+    /// let message = ws.read()?;
+    /// ws.send(message)?;
+    /// assert_eq!(client.join().unwrap()?, Message::text("hi"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_connection(stream: T, mut conn: Connection) -> Self {
         conn.keepalive = conn.config.keepalive.map(|k| Timer::new(k, Instant::now()));
         WebSocket {
             stream,

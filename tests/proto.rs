@@ -552,3 +552,65 @@ fn a_server_connection_keeps_the_chosen_subprotocol() {
         );
     }
 }
+
+/// A handshake read over a non-blocking socket by `ServerHandshake`, then handed to the
+/// blocking driver with `WebSocket::from_connection`: the part of the 101 that the server
+/// did not write itself goes out first, and a frame that came in the same packet as the
+/// request is the first message read.
+#[test]
+fn a_handshake_over_bytes_continues_under_the_blocking_driver() {
+    use std::net::{TcpListener, TcpStream};
+    use stdws::proto::ServerHandshake;
+    use stdws::WebSocket;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    common::set_timeouts(&client);
+    let mut first = common::upgrade_request("/x").into_bytes();
+    first.extend(client_frame(true, 0x1, b"behind the request"));
+    client.write_all(&first).unwrap();
+
+    let stream = common::accept_within(&listener);
+    stream.set_nonblocking(true).unwrap();
+    let mut handshake = ServerHandshake::new(Config::default());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match (&stream).read(handshake.read_buf()) {
+            Ok(n) => {
+                if handshake.filled(n).expect("a valid request").is_some() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no request");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let mut conn = handshake.accept().expect("accepted");
+    let head_len = conn.output().len();
+    // The server writes only the first 10 bytes of its 101 itself.
+    (&stream).write_all(&conn.output()[..10]).unwrap();
+    conn.consume(10);
+    stream.set_nonblocking(false).unwrap();
+    let mut ws = WebSocket::from_connection(stream, conn);
+    assert_eq!(ws.read().unwrap(), Message::text("behind the request"));
+    ws.send_text("reply").unwrap();
+
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while parse_frame(got.get(head_len..).unwrap_or_default()).is_none() {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed early: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got[..head_len]);
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(head.ends_with("\r\n\r\n"), "{head}");
+    let (frame, _) = parse_frame(&got[head_len..]).unwrap();
+    assert_eq!((frame.opcode, &frame.payload[..]), (0x1, &b"reply"[..]));
+}
