@@ -1546,10 +1546,10 @@ fn bench_main(args: &[String]) {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(65_530);
-    // examples/pubsub keeps 288 of those threads for handshakes and its own (and lowers
-    // its --max-connections to the rest).
+    // examples/pubsub keeps 32 of those threads for its own (and lowers its
+    // --max-connections to the rest).
     let thread_cap = (map_count.saturating_sub(1000) / 4)
-        .saturating_sub(288)
+        .saturating_sub(32)
         .max(100);
 
     let mut ns = Vec::new();
@@ -1632,7 +1632,7 @@ fn bench_main(args: &[String]) {
         versions(&paths)
     );
     println!(
-        "max N here: {fd_cap} (open files {nofile} per process, less 100), and for stdws's thread per connection {thread_cap} (vm.max_map_count {map_count}: 4 mappings per thread, less 1,000, less 288 threads pubsub keeps for handshakes)"
+        "max N here: {fd_cap} (open files {nofile} per process, less 100), and for stdws's thread per connection {thread_cap} (vm.max_map_count {map_count}: 4 mappings per thread, less 1,000, less 32 threads pubsub keeps for itself)"
     );
     for (k, why) in &unavailable {
         println!("{}: {why}", k.title());

@@ -24,9 +24,12 @@
 //! `vm.max_map_count` allows, with a message, since the runtime aborts the process when a
 //! thread's signal stack cannot be mapped), which reads its client and publishes what it
 //! sends, plus the fanout's writer
-//! threads (one per CPU). The handshake runs on a short-lived thread of its own, so its
-//! deeper stack is not kept for the life of the connection. A split connection holds one
-//! descriptor.
+//! threads (one per CPU). The opening handshakes all run on the accepting thread, over
+//! non-blocking sockets under one `mio` poll, each fed to a [`stdws::proto::ServerHandshake`]
+//! as its bytes arrive and handed to the blocking driver with [`WebSocket::from_connection`]
+//! once accepted: a slow or silent client holds no thread during its handshake (10 s at
+//! most), a connection costs one thread start, and the deeper stack of the handshake is
+//! never touched by a connection's thread. A split connection holds one descriptor.
 //!
 //! The usual security advice for a WebSocket server, as code:
 //! - **Limits.** `--max-connections` (a client beyond it is answered 503); messages of at
@@ -53,28 +56,31 @@
 //! the same.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mio::{Events, Interest, Poll, Registry, Token};
+use stdws::proto::{Connection, ServerHandshake};
 use stdws::{
-    CloseCode, Config, Error, Fanout, FanoutConfig, KeepAlive, Message, PendingConnection,
-    PreparedMessage, Rejection, Server, Subscription, Topic, WebSocket, WriteHalf,
+    CloseCode, Config, Error, Fanout, FanoutConfig, KeepAlive, Message, PreparedMessage, ReadHalf,
+    Rejection, Subscription, Topic, WebSocket, WriteHalf,
 };
 
 /// Stack of a connection's thread; only the pages a read touches (two) become resident.
 const STACK_SIZE: usize = 64 * 1024;
-/// Stack of a handshake's thread. Smaller than `STACK_SIZE` on purpose: glibc reuses the
-/// stack of an ended thread for a new one that asks for no more, and a handshake's stack
-/// has more pages touched than a connection's thread would ever touch.
-const HANDSHAKE_STACK_SIZE: usize = 48 * 1024;
 const MAX_MESSAGE: usize = 64 * 1024;
-/// Beyond `max_connections + EXTRA` a connection is closed at once, without a thread to
-/// answer it 503.
-const EXTRA: usize = 256;
+/// How long a client has for its handshake: the whole request read and the answer written.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refused client's input is read and dropped once its answer is written (with
+/// unread input, closing the socket sends a reset, which may destroy the answer).
+const LINGER: Duration = Duration::from_secs(1);
+/// Handshakes in progress at once; beyond, a new connection is closed unanswered.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// The most connections this process can hold a thread for, if the kernel says: each
 /// thread takes four memory mappings (its stack and the signal stack Rust's runtime gives
@@ -85,9 +91,9 @@ fn thread_capacity() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?;
     let maps: usize = text.trim().parse().ok()?;
     // Mappings of the binary, libraries and heap arenas; then the threads beyond the
-    // connections': handshakes (at most EXTRA), the fanout's writers, main.
+    // connections': the fanout's writers, main.
     let threads = maps.saturating_sub(1000) / 4;
-    Some(threads.saturating_sub(EXTRA + 32))
+    Some(threads.saturating_sub(32))
 }
 
 struct Args {
@@ -161,8 +167,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Relay {
     fanout: Fanout,
     topics: Mutex<HashMap<String, Topic>>,
-    /// Connection threads (handshakes included), against `max_connections + EXTRA`.
-    connections: AtomicUsize,
     /// WebSocket connections, against `max_connections`.
     subscribers: AtomicUsize,
     max_connections: usize,
@@ -258,10 +262,6 @@ impl Bucket {
     }
 }
 
-/// A connection thread's place in the count against `--max-connections` + `EXTRA`,
-/// released when dropped.
-struct Slot(Arc<Relay>);
-
 /// A WebSocket connection's place in the count against `--max-connections`, released when
 /// dropped.
 struct Seat(Arc<Relay>);
@@ -281,22 +281,205 @@ impl Drop for Seat {
     }
 }
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+fn keepalive() -> KeepAlive {
+    KeepAlive::new(Duration::from_secs(30), Duration::from_secs(10))
+}
+
+/// The opening handshakes, all on the accepting thread: non-blocking sockets under one
+/// `mio` poll, each request read by a [`ServerHandshake`] as its bytes arrive. A client
+/// that sends its request slowly (or never) holds no thread, only its entry here, until
+/// [`HANDSHAKE_TIMEOUT`]; a connection gets its thread once it is a subscriber, and that
+/// thread never runs the handshake's deeper stack (its pages would stay resident).
+struct Front {
+    relay: Arc<Relay>,
+    config: Config,
+    poll: Poll,
+    listener: mio::net::TcpListener,
+    pending: HashMap<Token, Handshake>,
+    next_token: usize,
+    /// Accepting failed (out of descriptors, say): try again at this time.
+    retry_accept: Option<Instant>,
+}
+
+/// A client whose handshake is under way.
+struct Handshake {
+    stream: mio::net::TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+    /// Reading the request; `None` once refused.
+    machine: Option<Box<ServerHandshake>>,
+    /// A refusal's bytes still to write; then the client's input is read and dropped until
+    /// it closes or the deadline comes.
+    answer: Vec<u8>,
+}
+
+const LISTENER: Token = Token(usize::MAX);
+
+impl Front {
+    fn run(mut self) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut self.listener, LISTENER, Interest::READABLE)?;
+        let mut events = Events::with_capacity(256);
+        let mut sweep = Instant::now();
+        loop {
+            // Wake for the deadlines (a quarter-second resolution is enough for them).
+            let idle = self.pending.is_empty() && self.retry_accept.is_none();
+            let timeout = (!idle).then_some(Duration::from_millis(250));
+            match self.poll.poll(&mut events, timeout) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                result => result?,
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    token => self.step(token, now),
+                }
+            }
+            if self.retry_accept.is_some_and(|at| at <= now) {
+                self.retry_accept = None;
+                self.accept(now);
+            }
+            if sweep <= now {
+                // Dropping a stream closes it, which also takes it out of the poll.
+                self.pending.retain(|_, h| h.deadline > now);
+                sweep = now + Duration::from_millis(250);
+            }
+        }
+    }
+
+    /// Takes every connection waiting in the listener's queue.
+    fn accept(&mut self, now: Instant) {
+        loop {
+            let (mut stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors, say: the queue is left as it is for a while.
+                    eprintln!("pubsub: accept failed: {e}");
+                    self.retry_accept = Some(now + Duration::from_millis(50));
+                    return;
+                }
+            };
+            if self.pending.len() >= MAX_HANDSHAKES {
+                continue; // dropped: closes the socket
+            }
+            let token = Token(self.next_token);
+            self.next_token = (self.next_token + 1) % LISTENER.0;
+            let registry = self.poll.registry();
+            if stream.set_nodelay(true).is_err()
+                || registry
+                    .register(&mut stream, token, Interest::READABLE)
+                    .is_err()
+            {
+                continue;
+            }
+            let machine = Box::new(ServerHandshake::new(self.config.clone()));
+            let handshake = Handshake {
+                stream,
+                peer,
+                deadline: now + HANDSHAKE_TIMEOUT,
+                machine: Some(machine),
+                answer: Vec::new(),
+            };
+            self.pending.insert(token, handshake);
+        }
+    }
+
+    /// Reads what arrived for one handshake and answers it when the request is whole.
+    fn step(&mut self, token: Token, now: Instant) {
+        let Some(mut h) = self.pending.remove(&token) else {
+            return;
+        };
+        let registry = self.poll.registry();
+        if let Some(machine) = h.machine.as_mut() {
+            let request = loop {
+                let n = match h.stream.read(machine.read_buf()) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        self.pending.insert(token, h);
+                        return;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => return,
+                };
+                match machine.filled(n) {
+                    Ok(None) => {}
+                    Ok(Some(_)) => break Ok(()),
+                    Err(refusal) => break Err(refusal),
+                }
+            };
+            let refusal = match request {
+                Ok(()) => match upgrade(&self.relay, registry, h) {
+                    Ok(()) => return,
+                    Err(refused) => refused,
+                },
+                Err(refusal) => {
+                    if !refusal.response.is_empty() {
+                        eprintln!("pubsub: {}: handshake failed: {}", h.peer, refusal.error);
+                    }
+                    (h, refusal.response)
+                }
+            };
+            h = refusal.0;
+            if refusal.1.is_empty() {
+                return; // the client left: nothing to answer
+            }
+            h.machine = None;
+            h.answer = refusal.1;
+            h.deadline = h.deadline.min(now + LINGER);
+            let both = Interest::READABLE | Interest::WRITABLE;
+            if registry.reregister(&mut h.stream, token, both).is_err() {
+                return;
+            }
+        }
+        if linger(&mut h) {
+            self.pending.insert(token, h);
+        }
     }
 }
 
-/// The handshake, on a thread of its own that ends with it: its stack pages (request
-/// parsing, the response, SHA-1) are given back, and the connection's long-lived thread
-/// only ever touches the few that a read needs.
-fn handshake(relay: Arc<Relay>, pending: PendingConnection, slot: Slot) {
-    let peer = pending.peer_addr();
+/// Writes what is left of a refusal, then reads and drops the client's input; `false` once
+/// the client has closed (or the socket failed): the handshake is over.
+fn linger(h: &mut Handshake) -> bool {
+    while !h.answer.is_empty() {
+        match h.stream.write(&h.answer) {
+            Ok(0) => return false,
+            Ok(n) => drop(h.answer.drain(..n)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    let _ = h.stream.shutdown(Shutdown::Write);
+    let mut scratch = [0u8; 512];
+    loop {
+        match h.stream.read(&mut scratch) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The request is whole: accepts it (a seat free, the topic from its path) and starts the
+/// subscriber, or returns the handshake with the refusal to send.
+fn upgrade(
+    relay: &Arc<Relay>,
+    registry: &Registry,
+    mut h: Handshake,
+) -> Result<(), (Handshake, Vec<u8>)> {
+    let machine = h.machine.take().expect("reading the request");
+    let peer = h.peer;
     let mut topic = String::new();
     let mut seat = None;
     let mut full = false;
-    let ws = pending.accept_with(|request, response| {
-        seat = Seat::take(&relay);
+    let accepted = machine.accept_with(|request, response| {
+        seat = Seat::take(relay);
         if seat.is_none() {
             full = true;
             return Err(Rejection::new(503, "Full, try again later.\n").header("Retry-After", "5"));
@@ -307,36 +490,66 @@ fn handshake(relay: Arc<Relay>, pending: PendingConnection, slot: Slot) {
         }
         Ok(())
     });
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(e) => {
+    let (mut conn, seat) = match (accepted, seat) {
+        (Ok(conn), Some(seat)) => (conn, seat),
+        (Ok(_), None) => unreachable!("accepted with a seat"),
+        (Err(refusal), _) => {
             if !full {
-                eprintln!("pubsub: {peer}: handshake failed: {e}");
+                eprintln!("pubsub: {peer}: handshake failed: {}", refusal.error);
             }
-            return;
+            return Err((h, refusal.response));
         }
     };
-    // Boxed: the new thread's stack stays shallow (see `serve`).
-    let ws = Box::new(ws);
-    let spawned = thread::Builder::new()
-        .stack_size(STACK_SIZE)
-        .spawn(move || serve(&relay, ws, topic, peer, (slot, seat)));
-    if let Err(e) = spawned {
-        eprintln!("pubsub: {peer}: cannot start a thread: {e}");
+    // Write what the socket takes of the 101 now; the connection writes the rest.
+    while !conn.output().is_empty() {
+        match h.stream.write(conn.output()) {
+            Ok(n) if n > 0 => conn.consume(n),
+            _ => break,
+        }
+    }
+    let _ = registry.deregister(&mut h.stream);
+    let stream = TcpStream::from(h.stream);
+    if let Err(e) = stream.set_nonblocking(false) {
+        eprintln!("pubsub: {peer}: {e}");
+        return Ok(());
+    }
+    start(relay, stream, conn, topic, peer, seat);
+    Ok(())
+}
+
+/// A subscriber: its connection split, subscribed to its topic, read by a thread of its
+/// own. Leaving the topic when dropped.
+struct Subscriber {
+    relay: Arc<Relay>,
+    reader: ReadHalf,
+    writer: WriteHalf,
+    topic_name: String,
+    topic: Topic,
+    subscription: Option<Subscription>,
+    peer: SocketAddr,
+    _seat: Seat,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        drop(self.subscription.take());
+        self.relay.leave(&self.topic_name);
     }
 }
 
-/// A subscriber's thread: reads what its client publishes, for as long as it is connected.
-/// Its stack pages stay resident once touched, so it keeps large values off the stack
-/// (the connection arrives boxed) and stays within two pages in all.
-fn serve(
-    relay: &Relay,
-    ws: Box<WebSocket<TcpStream>>,
+/// Joins the connection to its topic and starts its thread. The split and the join run
+/// here, so the thread's stack only ever holds the read loop.
+fn start(
+    relay: &Arc<Relay>,
+    stream: TcpStream,
+    conn: Connection,
     topic_name: String,
     peer: SocketAddr,
-    _places: (Slot, Option<Seat>),
+    seat: Seat,
 ) {
-    let (mut reader, writer) = match ws.split() {
+    let mut ws = WebSocket::from_connection(stream, conn);
+    ws.set_keepalive(Some(keepalive()));
+    let (reader, writer) = match ws.split() {
         Ok(halves) => halves,
         Err(e) => return eprintln!("pubsub: {peer}: {e}"),
     };
@@ -344,16 +557,40 @@ fn serve(
         Ok(joined) => joined,
         Err(e) => return eprintln!("pubsub: {peer}: {e}"),
     };
-    let mut bucket = Bucket::new(relay.rate);
+    let subscriber = Box::new(Subscriber {
+        relay: Arc::clone(relay),
+        reader,
+        writer,
+        topic_name,
+        topic,
+        subscription: Some(subscription),
+        peer,
+        _seat: seat,
+    });
+    let spawned = thread::Builder::new()
+        .stack_size(STACK_SIZE)
+        .spawn(move || serve(subscriber));
+    if let Err(e) = spawned {
+        eprintln!("pubsub: {peer}: cannot start a thread: {e}");
+    }
+}
+
+/// A subscriber's thread: reads what its client publishes, for as long as it is connected.
+/// Its stack pages stay resident once touched, so it keeps large values off the stack
+/// (the subscriber arrives boxed) and stays within two pages in all.
+fn serve(mut sub: Box<Subscriber>) {
+    let mut bucket = Bucket::new(sub.relay.rate);
     let ended = loop {
-        match reader.read() {
+        match sub.reader.read() {
             Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
                 if !bucket.take() {
-                    let _ = writer.close(CloseCode::POLICY_VIOLATION, "rate limit exceeded");
+                    let _ = sub
+                        .writer
+                        .close(CloseCode::POLICY_VIOLATION, "rate limit exceeded");
                     continue; // read on until the client answers the close
                 }
                 if let Some(prepared) = PreparedMessage::from_message(&message) {
-                    relay.publish(&topic_name, &topic, &prepared);
+                    sub.relay.publish(&sub.topic_name, &sub.topic, &prepared);
                 }
             }
             Ok(_) => {}
@@ -362,13 +599,12 @@ fn serve(
             Err(e) => break e,
         }
     };
-    if let Some(cut) = subscription.cut() {
+    let peer = sub.peer;
+    if let Some(cut) = sub.subscription.as_ref().and_then(Subscription::cut) {
         eprintln!("pubsub: {peer}: dropped ({cut:?})");
     } else if !matches!(ended, Error::ConnectionClosed(_) | Error::AlreadyClosed) {
         eprintln!("pubsub: {peer}: {ended}");
     }
-    drop(subscription);
-    relay.leave(&topic_name);
 }
 
 #[allow(dead_code)] // examples/cluster compiles this file as a module with a `main` of its own
@@ -417,13 +653,12 @@ pub fn run(connect: Option<Connect>) -> ExitCode {
     }
     let config = Config::default()
         .max_message_size(Some(MAX_MESSAGE))
-        .handshake_timeout(Some(Duration::from_secs(10)))
-        .keepalive(Some(KeepAlive::new(
-            Duration::from_secs(30),
-            Duration::from_secs(10),
-        )));
-    let server = match Server::bind(&args.addr) {
-        Ok(server) => server.config(config),
+        .keepalive(Some(keepalive()));
+    let listener = match TcpListener::bind(&args.addr).and_then(|l| {
+        l.set_nonblocking(true)?;
+        Ok(l)
+    }) {
+        Ok(listener) => listener,
         Err(e) => {
             eprintln!("pubsub: cannot listen on {}: {e}", args.addr);
             return ExitCode::FAILURE;
@@ -439,7 +674,6 @@ pub fn run(connect: Option<Connect>) -> ExitCode {
     let relay = Arc::new(Relay {
         fanout,
         topics: Mutex::new(HashMap::new()),
-        connections: AtomicUsize::new(0),
         subscribers: AtomicUsize::new(0),
         max_connections: args.max_connections,
         rate: args.rate,
@@ -463,31 +697,24 @@ pub fn run(connect: Option<Connect>) -> ExitCode {
             }
         }
     }
-    match server.local_addr() {
+    match listener.local_addr() {
         Ok(addr) => eprintln!("pubsub: listening on ws://{addr}/<topic>"),
         Err(e) => eprintln!("pubsub: {e}"),
     }
-    loop {
-        let pending = match server.accept() {
-            Ok(p) => p,
-            Err(e) => {
-                // Out of descriptors, say: wait a little rather than spin.
-                eprintln!("pubsub: accept failed: {e}");
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        let n = relay.connections.fetch_add(1, Ordering::AcqRel) + 1;
-        let slot = Slot(Arc::clone(&relay));
-        if n > relay.max_connections + EXTRA {
-            continue; // dropped with its slot: closes the socket
-        }
-        let shared = Arc::clone(&relay);
-        let spawned = thread::Builder::new()
-            .stack_size(HANDSHAKE_STACK_SIZE)
-            .spawn(move || handshake(shared, pending, slot));
-        if let Err(e) = spawned {
-            eprintln!("pubsub: cannot start a thread: {e}");
+    let front = Poll::new().map(|poll| Front {
+        relay,
+        config,
+        poll,
+        listener: mio::net::TcpListener::from_std(listener),
+        pending: HashMap::new(),
+        next_token: 0,
+        retry_accept: None,
+    });
+    match front.and_then(Front::run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pubsub: {e}");
+            ExitCode::FAILURE
         }
     }
 }
