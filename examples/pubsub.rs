@@ -490,7 +490,7 @@ fn upgrade(
         }
         Ok(())
     });
-    let (mut conn, seat) = match (accepted, seat) {
+    let (conn, seat) = match (accepted, seat) {
         (Ok(conn), Some(seat)) => (conn, seat),
         (Ok(_), None) => unreachable!("accepted with a seat"),
         (Err(refusal), _) => {
@@ -500,13 +500,9 @@ fn upgrade(
             return Err((h, refusal.response));
         }
     };
-    // Write what the socket takes of the 101 now; the connection writes the rest.
-    while !conn.output().is_empty() {
-        match h.stream.write(conn.output()) {
-            Ok(n) if n > 0 => conn.consume(n),
-            _ => break,
-        }
-    }
+    // The 101 stays queued in `conn`: it goes out once the subscriber is on its topic (its
+    // thread's first read writes it, or a broadcast's writer before that), so a client that
+    // has its 101 gets everything published from then on.
     let _ = registry.deregister(&mut h.stream);
     let stream = TcpStream::from(h.stream);
     if let Err(e) = stream.set_nonblocking(false) {
