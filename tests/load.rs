@@ -650,8 +650,8 @@ fn ten_thousand_idle_subscribers_on_pubsub() {
     );
     assert!(fds <= conns + 16, "one descriptor per connection ({fds})");
     assert!(
-        per_conn_kib <= 12.5,
-        "{per_conn_kib:.2} KiB per idle connection"
+        per_conn_kib <= 12.0,
+        "{per_conn_kib:.2} KiB per idle connection (the target is 12 KiB, thread included)"
     );
 }
 
