@@ -2,6 +2,8 @@
 //! 127.0.0.1 and real clients use its command-line contract (topics, `--rate`,
 //! `--max-connections`).
 
+mod common;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +11,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{raw_exchange, read_until_end, status_of, upgrade_request, RawConn};
 use stdws::{Error, Message, WebSocket};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -151,16 +154,15 @@ fn a_client_beyond_max_connections_is_answered_503() {
 /// once its request is whole, then serves it like any other.
 #[test]
 fn clients_stalled_mid_handshake_do_not_hold_up_the_others() {
-    use std::io::{Read, Write};
     let relay = relay(&[]);
-    let request = "GET /slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    let (head, rest) = request.split_at(40);
-    let mut stalled: Vec<TcpStream> = (0..50)
+    let addr = relay.addr.parse().unwrap();
+    let request = upgrade_request("/slow");
+    let (head, rest) = request.as_bytes().split_at(40);
+    let mut stalled: Vec<RawConn> = (0..50)
         .map(|_| {
-            let mut s = TcpStream::connect(&relay.addr).unwrap();
-            s.write_all(head.as_bytes()).unwrap();
-            s
+            let mut conn = RawConn::connect(addr);
+            conn.send(head);
+            conn
         })
         .collect();
     // Meanwhile a whole client connects and is served.
@@ -172,29 +174,16 @@ fn clients_stalled_mid_handshake_do_not_hold_up_the_others() {
         started.elapsed()
     );
     // The stalled ones finish their requests and become subscribers of the same topic.
-    for s in &mut stalled {
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
-        s.write_all(rest.as_bytes()).unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 512];
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut buf).unwrap();
-            assert!(n > 0, "closed before the 101");
-            got.extend_from_slice(&buf[..n]);
-        }
-        assert!(
-            got.starts_with(b"HTTP/1.1 101 "),
-            "{}",
-            String::from_utf8_lossy(&got)
-        );
+    for conn in &mut stalled {
+        conn.send(rest);
+        let head = conn.read_head();
+        assert_eq!(status_of(&head), 101, "{head}");
     }
     ws.send(Message::text("to all")).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("to all"));
-    for s in &mut stalled {
-        // An unmasked server frame: text, 6 bytes.
-        let mut frame = [0u8; 8];
-        s.read_exact(&mut frame).unwrap();
-        assert_eq!(&frame, b"\x81\x06to all");
+    for conn in &mut stalled {
+        let frame = conn.read_frame();
+        assert_eq!((frame.opcode, &frame.payload[..]), (0x1, &b"to all"[..]));
     }
 }
 
@@ -202,27 +191,17 @@ fn clients_stalled_mid_handshake_do_not_hold_up_the_others() {
 /// sends nothing is closed once the 10 s handshake timeout has passed.
 #[test]
 fn bad_and_silent_handshakes_are_answered_and_closed() {
-    use std::io::{Read, Write};
     let relay = relay(&[]);
-    let mut bad = TcpStream::connect(&relay.addr).unwrap();
-    let mut silent = TcpStream::connect(&relay.addr).unwrap();
+    let addr = relay.addr.parse().unwrap();
+    let silent = TcpStream::connect(addr).unwrap();
     let opened = Instant::now();
-    bad.set_read_timeout(Some(DEADLINE)).unwrap();
-    bad.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    bad.read_to_string(&mut answer).unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.1 400 ") || answer.starts_with("HTTP/1.1 426 "),
-        "{answer}"
-    );
+    let answer = raw_exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(matches!(status_of(&answer), 400 | 426), "{answer}");
 
-    silent
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let n = silent.read(&mut buf).expect("closed, not timed out");
-    assert_eq!(
-        n, 0,
+    let (got, ended) = read_until_end(&silent, Duration::from_secs(20));
+    ended.expect("closed, not timed out");
+    assert!(
+        got.is_empty(),
         "a silent client gets no answer, only the end of the stream"
     );
     let waited = opened.elapsed();
