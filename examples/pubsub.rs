@@ -65,7 +65,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Registry, Token};
-use stdws::proto::{Connection, ServerHandshake};
+use stdws::proto::{Connection, Refusal, ServerHandshake};
 use stdws::{
     CloseCode, Config, Error, Fanout, FanoutConfig, KeepAlive, Message, PreparedMessage, ReadHalf,
     Rejection, Subscription, Topic, WebSocket, WriteHalf,
@@ -306,11 +306,15 @@ struct Handshake {
     stream: mio::net::TcpStream,
     peer: SocketAddr,
     deadline: Instant,
-    /// Reading the request; `None` once refused.
-    machine: Option<Box<ServerHandshake>>,
-    /// A refusal's bytes still to write; then the client's input is read and dropped until
-    /// it closes or the deadline comes.
-    answer: Vec<u8>,
+    stage: Stage,
+}
+
+enum Stage {
+    /// Reading the request.
+    Request(Box<ServerHandshake>),
+    /// Refused: the answer's bytes still to write; then the client's input is read and
+    /// dropped until it closes or the deadline comes.
+    Refused(Vec<u8>),
 }
 
 const LISTENER: Token = Token(usize::MAX);
@@ -381,8 +385,7 @@ impl Front {
                 stream,
                 peer,
                 deadline: now + HANDSHAKE_TIMEOUT,
-                machine: Some(machine),
-                answer: Vec::new(),
+                stage: Stage::Request(machine),
             };
             self.pending.insert(token, handshake);
         }
@@ -394,41 +397,30 @@ impl Front {
             return;
         };
         let registry = self.poll.registry();
-        if let Some(machine) = h.machine.as_mut() {
-            let request = loop {
-                let n = match h.stream.read(machine.read_buf()) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        self.pending.insert(token, h);
-                        return;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => return,
-                };
-                match machine.filled(n) {
-                    Ok(None) => {}
-                    Ok(Some(_)) => break Ok(()),
-                    Err(refusal) => break Err(refusal),
+        if let Stage::Request(machine) = &mut h.stage {
+            let answer = match read_request(&mut h.stream, machine) {
+                Ok(false) => {
+                    self.pending.insert(token, h);
+                    return;
                 }
-            };
-            let refusal = match request {
-                Ok(()) => match upgrade(&self.relay, registry, h) {
+                Ok(true) => match upgrade(&self.relay, registry, h) {
                     Ok(()) => return,
-                    Err(refused) => refused,
+                    Err((back, answer)) => {
+                        h = back;
+                        answer
+                    }
                 },
                 Err(refusal) => {
                     if !refusal.response.is_empty() {
                         eprintln!("pubsub: {}: handshake failed: {}", h.peer, refusal.error);
                     }
-                    (h, refusal.response)
+                    refusal.response
                 }
             };
-            h = refusal.0;
-            if refusal.1.is_empty() {
-                return; // the client left: nothing to answer
+            if answer.is_empty() {
+                return; // the client left, or its socket failed: nothing to answer
             }
-            h.machine = None;
-            h.answer = refusal.1;
+            h.stage = Stage::Refused(answer);
             h.deadline = h.deadline.min(now + LINGER);
             let both = Interest::READABLE | Interest::WRITABLE;
             if registry.reregister(&mut h.stream, token, both).is_err() {
@@ -441,13 +433,40 @@ impl Front {
     }
 }
 
+/// Reads what has arrived of a request: `Ok(true)` once it is whole, `Ok(false)` when the
+/// socket has nothing more for now, or the refusal to send (none when the client left).
+fn read_request(
+    stream: &mut mio::net::TcpStream,
+    machine: &mut ServerHandshake,
+) -> Result<bool, Refusal> {
+    loop {
+        let n = match stream.read(machine.read_buf()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Refusal {
+                    response: Vec::new(),
+                    error: e.into(),
+                })
+            }
+        };
+        if machine.filled(n)?.is_some() {
+            return Ok(true);
+        }
+    }
+}
+
 /// Writes what is left of a refusal, then reads and drops the client's input; `false` once
 /// the client has closed (or the socket failed): the handshake is over.
 fn linger(h: &mut Handshake) -> bool {
-    while !h.answer.is_empty() {
-        match h.stream.write(&h.answer) {
+    let Stage::Refused(answer) = &mut h.stage else {
+        return false;
+    };
+    while !answer.is_empty() {
+        match h.stream.write(answer) {
             Ok(0) => return false,
-            Ok(n) => drop(h.answer.drain(..n)),
+            Ok(n) => drop(answer.drain(..n)),
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return false,
@@ -473,7 +492,10 @@ fn upgrade(
     registry: &Registry,
     mut h: Handshake,
 ) -> Result<(), (Handshake, Vec<u8>)> {
-    let machine = h.machine.take().expect("reading the request");
+    let Stage::Request(machine) = std::mem::replace(&mut h.stage, Stage::Refused(Vec::new()))
+    else {
+        unreachable!("upgrade follows a whole request");
+    };
     let peer = h.peer;
     let mut topic = String::new();
     let mut seat = None;
