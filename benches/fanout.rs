@@ -1528,8 +1528,11 @@ fn bench_main(args: &[String]) {
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let logs = target.join("fanout-logs");
     let _ = std::fs::create_dir_all(&logs);
-    let pubsub = std::env::var_os("FANOUT_PUBSUB")
-        .map_or_else(|| target.join("release/examples/pubsub"), PathBuf::from);
+    // A relay built elsewhere (another commit, to compare) is run as it is, not built.
+    let pubsub_given = std::env::var_os("FANOUT_PUBSUB").map(PathBuf::from);
+    let pubsub = pubsub_given
+        .clone()
+        .unwrap_or_else(|| target.join("release/examples/pubsub"));
     let paths = Paths {
         root,
         target,
@@ -1602,8 +1605,8 @@ fn bench_main(args: &[String]) {
     // is left out with a note.
     let mut unavailable: Vec<(Kind, String)> = Vec::new();
     for &k in &kinds {
-        if k == Kind::Stdws && std::env::var_os("FANOUT_PUBSUB").is_some() {
-            continue; // a relay built elsewhere
+        if k == Kind::Stdws && pubsub_given.is_some() {
+            continue;
         }
         let status = Command::new("bash")
             .arg(paths.root.join("benches/fanout/run"))
