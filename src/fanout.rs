@@ -7,11 +7,11 @@
 //! queue under the connection's write lock and write out what the socket takes, many
 //! messages in one write when they have piled up. Subscribers go to the writers in the order
 //! they subscribed, 128 at a time while the broadcast still fills the later mailboxes.
-//! Sockets of subscribers get a write
-//! timeout of [`FanoutConfig::write_wait`]: a write to a socket whose buffer is full returns
-//! after that long with the rest still queued, and the subscriber is tried again a little
-//! later ([`FanoutConfig::retry`]). Order per subscriber is kept (one queue, written in
-//! order), and nothing is sent twice.
+//!
+//! Sockets of subscribers get a write timeout of [`FanoutConfig::write_wait`]: a write to a
+//! socket whose buffer is full returns after that long with the rest still queued, and the
+//! subscriber is tried again a little later ([`FanoutConfig::retry`]). Order per subscriber
+//! is kept (one queue, written in order), and nothing is sent twice.
 //!
 //! Each subscriber has a budget: bytes in its mailbox plus bytes queued in its connection
 //! (on top of what the kernel's socket buffer holds), counted once its socket has refused
