@@ -1859,6 +1859,7 @@ fn measure(
             bad += 1;
         }
         latencies.push(r.secs() * 1e3);
+        log(&format!("paced round {i}: {:.1} ms", r.secs() * 1e3));
         thread::sleep(Duration::from_millis(20));
     }
     latencies.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
