@@ -281,10 +281,6 @@ impl Drop for Seat {
     }
 }
 
-fn keepalive() -> KeepAlive {
-    KeepAlive::new(Duration::from_secs(30), Duration::from_secs(10))
-}
-
 /// The opening handshakes, all on the accepting thread: non-blocking sockets under one
 /// `mio` poll, each request read by a [`ServerHandshake`] as its bytes arrive. A client
 /// that sends its request slowly (or never) holds no thread, only its entry here, until
@@ -566,7 +562,12 @@ fn start(
     seat: Seat,
 ) {
     let mut ws = WebSocket::from_connection(stream, conn);
-    ws.set_keepalive(Some(keepalive()));
+    // Keep-alive here rather than in the handshake's `Config`: this also has `read` wait for
+    // its deadlines by itself, which a `Config` setting alone would not.
+    ws.set_keepalive(Some(KeepAlive::new(
+        Duration::from_secs(30),
+        Duration::from_secs(10),
+    )));
     let (reader, writer) = match ws.split() {
         Ok(halves) => halves,
         Err(e) => return eprintln!("pubsub: {peer}: {e}"),
@@ -669,9 +670,7 @@ pub fn run(connect: Option<Connect>) -> ExitCode {
             args.max_connections = capacity;
         }
     }
-    let config = Config::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .keepalive(Some(keepalive()));
+    let config = Config::default().max_message_size(Some(MAX_MESSAGE));
     let listener = match TcpListener::bind(&args.addr).and_then(|l| {
         l.set_nonblocking(true)?;
         Ok(l)
