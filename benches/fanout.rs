@@ -20,8 +20,8 @@
 //! each with one thread per core (shared between the processes), non-blocking sockets
 //! (mio, edge-triggered; a read shorter than the buffer ends the read loop, as in tokio, so a
 //! delivery costs one read, not two) bound to source addresses 127.0.0.2-127.0.0.33 before
-//! they connect, and its own
-//! handshake (fixed key, accept value checked) and masked frames. Per server and N it
+//! they connect, and its own handshake (fixed key, accept value checked) and masked
+//! frames. Per server and N it
 //! opens N subscribers and one publisher on one topic, then: paced 64 B messages, each
 //! published when the previous one has reached every subscriber (latency to the last one,
 //! and the CPU time the server and the load generator spent per delivery meanwhile: on one
@@ -1858,8 +1858,9 @@ fn measure(
         if r.complete != r.active || r.errors != 0 || r.dropped != 0 {
             bad += 1;
         }
-        latencies.push(r.secs() * 1e3);
-        log(&format!("paced round {i}: {:.1} ms", r.secs() * 1e3));
+        let ms = r.secs() * 1e3;
+        log(&format!("paced round {i}: {ms:.1} ms"));
+        latencies.push(ms);
         thread::sleep(Duration::from_millis(20));
     }
     latencies.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
