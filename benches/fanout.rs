@@ -1490,6 +1490,193 @@ fn stream(
     })
 }
 
+/// The ACK regime of the paced rounds.
+///
+/// Over loopback a subscriber's kernel receives in the thread that sends to it, so where
+/// its ACK is made decides whose CPU pays for it. Linux ACKs a small segment at once (in
+/// that sender's `send`, and the server socket's processing of the ACK runs there too)
+/// while the receiver is in quick-ACK mode, and otherwise when the receiver reads it (in the
+/// load generator's `recv`). A socket enters quick-ACK mode for up to 16 segments when data
+/// arrives more than its RTO (at least `tcp_rto_min`, 200 ms) after the previous data. With
+/// "the next message 20 ms after the last delivery", whether a subscriber's gap exceeds
+/// 200 ms depends on how long the server's rounds take, so a server near 180 ms per round
+/// flips between the regimes mid-run (node `ws` at N = 10,000 did). The bench pins the
+/// regime with the metrics of the loopback route to 127.0.0.1 instead ([`LoRoute`]).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Regime {
+    /// Every message ACKed at once, as a client's kernel does for messages more than its
+    /// RTO apart (chat, dashboards): route metric `quickack 1`.
+    Sporadic,
+    /// Delayed ACKs, as for a steady stream (a ticker): `rto_min 1s`, so that no gap
+    /// between rounds puts a subscriber back into quick-ACK mode.
+    Stream,
+}
+
+impl Regime {
+    /// Rounds run before the counted ones. Pinned: one, in which each subscriber's first
+    /// ACK after the route change picks up the new route (a socket re-reads its route when
+    /// it next transmits). Sporadic rounds have spent the quick-ACK allowance by then. Not
+    /// pinned: sporadic rounds are paced 250 ms apart, which refills each subscriber's
+    /// allowance of 16 quick ACKs, so the stream waits those out.
+    fn warmup(self, pinned: bool) -> u32 {
+        match (self, pinned) {
+            (_, true) | (Regime::Sporadic, false) => 1,
+            (Regime::Stream, false) => 16,
+        }
+    }
+
+    /// The pause after a round's last delivery.
+    fn pause(self, pinned: bool) -> Duration {
+        match (self, pinned) {
+            (Regime::Sporadic, false) => Duration::from_millis(250),
+            _ => Duration::from_millis(20),
+        }
+    }
+}
+
+/// The loopback route to 127.0.0.1, with metrics that pin the ACK regime ([`Regime`])
+/// while the bench runs, and put back as it was when the bench ends. Setting it needs root
+/// and `ip` (iproute2); without them the bench runs with the kernel's defaults and says so.
+/// A bench killed by a signal leaves the metrics on the route (they only raise the RTO
+/// floor of connections to 127.0.0.1); the bench's next run puts back what it found first.
+struct LoRoute {
+    /// `ip route show table local 127.0.0.1` as the bench found it.
+    saved: String,
+    /// The same without any `rto_min` or `quickack` metric.
+    base: Vec<String>,
+}
+
+impl LoRoute {
+    const RTO_MIN: &'static str = "1s";
+
+    fn pin() -> Option<LoRoute> {
+        let out = Command::new("ip")
+            .args(["route", "show", "table", "local", "127.0.0.1"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let saved = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || saved.lines().count() != 1 {
+            return None;
+        }
+        let mut base = Vec::new();
+        let mut words = saved.split_whitespace();
+        while let Some(w) = words.next() {
+            match w {
+                "rto_min" | "quickack" => {
+                    if words.next() == Some("lock") {
+                        words.next();
+                    }
+                }
+                _ => base.push(w.to_string()),
+            }
+        }
+        let route = LoRoute { saved, base };
+        route.set(&["rto_min", Self::RTO_MIN]).ok()?;
+        Some(route)
+    }
+
+    fn quickack(&self, on: bool) -> Result<(), String> {
+        let q = if on { "1" } else { "0" };
+        self.set(&["rto_min", Self::RTO_MIN, "quickack", q])
+    }
+
+    fn set(&self, metrics: &[&str]) -> Result<(), String> {
+        let words: Vec<&str> = self.base.iter().map(String::as_str).collect();
+        Self::change(&words, metrics)
+    }
+
+    fn change(route: &[&str], metrics: &[&str]) -> Result<(), String> {
+        let out = Command::new("ip")
+            .args(["route", "change", "table", "local"])
+            .args(route)
+            .args(metrics)
+            .output()
+            .map_err(|e| format!("ip route change: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ip route change {} {}: {}",
+                route.join(" "),
+                metrics.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+}
+
+impl Drop for LoRoute {
+    fn drop(&mut self) {
+        let words: Vec<&str> = self.saved.split_whitespace().collect();
+        if let Err(e) = Self::change(&words, &[]) {
+            eprintln!("fanout: could not put the loopback route back: {e}");
+        }
+    }
+}
+
+/// The figures of one run of paced rounds.
+struct Paced {
+    p50: f64,
+    p99: f64,
+    /// CPU per delivery over the counted rounds: the server's, and the load generator's.
+    server_us: f64,
+    load_us: f64,
+    check: String,
+}
+
+/// `s.paced` counted rounds of one 64 B message each, after the regime's warm-up rounds;
+/// the sequence numbers start at `first`.
+fn paced(
+    load: &mut Load,
+    server: &Server,
+    subs: usize,
+    s: &Settings,
+    regime: Regime,
+    first: u32,
+) -> Result<Paced, String> {
+    let pinned = s.routes.is_some();
+    let warmup = regime.warmup(pinned);
+    let load_cpu = |load: &Load| load.children.iter().map(|c| cpu_ns(c.id()).0).sum::<u64>();
+    let mut latencies = Vec::new();
+    let mut bad = 0;
+    let (mut cpu0, mut load0) = (0, 0);
+    for i in 0..warmup + s.paced {
+        if i == warmup {
+            (cpu0, load0) = (cpu_ns(server.pid).0, load_cpu(load));
+        }
+        let r = load.round('P', first + i, 1, SMALL, Duration::from_secs(10))?;
+        let ms = r.secs() * 1e3;
+        if s.verbose {
+            let what = if i < warmup { " (warm-up)" } else { "" };
+            eprintln!("fanout: {regime:?} round {i}{what}: {ms:.1} ms");
+        }
+        if i >= warmup {
+            if r.complete != r.active || r.errors != 0 || r.dropped != 0 {
+                bad += 1;
+            }
+            latencies.push(ms);
+        }
+        thread::sleep(regime.pause(pinned));
+    }
+    let per = |ns: u64| ns as f64 / 1e3 / (subs as f64 * f64::from(s.paced));
+    let server_us = per(cpu_ns(server.pid).0.saturating_sub(cpu0));
+    let load_us = per(load_cpu(load).saturating_sub(load0));
+    latencies.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    Ok(Paced {
+        p50: pct(0.5),
+        p99: pct(0.99),
+        server_us,
+        load_us,
+        check: if bad == 0 {
+            "ok".into()
+        } else {
+            format!("{bad} of {} not delivered to all", s.paced)
+        },
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // The bench
 // ---------------------------------------------------------------------------------------
@@ -1501,12 +1688,9 @@ struct Figures {
     kib_per_conn: Option<f64>,
     threads_per_conn: Option<f64>,
     fds_per_conn: Option<f64>,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    /// CPU per delivery over the paced rounds: the server's, and the load generator's.
-    paced_cpu_us: Option<f64>,
-    paced_load_us: Option<f64>,
-    paced_check: Option<String>,
+    /// The paced rounds in each ACK regime ([`Regime`]): a stream, and sporadic messages.
+    stream: Option<Paced>,
+    sporadic: Option<Paced>,
     burst: Option<u32>,
     deliveries_per_sec: Option<f64>,
     burst_check: Option<String>,
@@ -1530,6 +1714,8 @@ struct Settings {
     slow_wait: Duration,
     per_process: usize,
     verbose: bool,
+    /// The loopback route's metrics that pin the ACK regime, if they could be set.
+    routes: Option<LoRoute>,
 }
 
 fn bench_main(args: &[String]) {
@@ -1609,6 +1795,7 @@ fn bench_main(args: &[String]) {
         slow_wait: Duration::from_millis(env_or("FANOUT_SLOW_WAIT_MS", 3000u64)),
         per_process: env_or("FANOUT_PER_PROCESS", 16_000usize).max(100),
         verbose: env_or("FANOUT_VERBOSE", 0u32) != 0,
+        routes: LoRoute::pin(),
     };
 
     // Install and build the peers (benches/fanout/run setup); a server that fails to set up
@@ -1647,6 +1834,16 @@ fn bench_main(args: &[String]) {
     println!(
         "max N here: {fd_cap} (open files {nofile} per process, less 100), and for stdws's thread per connection {thread_cap} (vm.max_map_count {map_count}: 4 mappings per thread, less 1,000, less 32 threads pubsub keeps for itself)"
     );
+    match &settings.routes {
+        Some(r) => println!(
+            "ACK regimes pinned by the loopback route to 127.0.0.1 (found as `{}`): rto_min {} throughout, quickack 1 for the sporadic rounds",
+            r.saved,
+            LoRoute::RTO_MIN
+        ),
+        None => println!(
+            "ACK regimes not pinned (setting the loopback route's metrics needs root and `ip`): sporadic rounds are 250 ms apart, and stream rounds may fall back into quick ACKs"
+        ),
+    }
     for (k, why) in &unavailable {
         println!("{}: {why}", k.title());
     }
@@ -1848,34 +2045,21 @@ fn measure(
     f.fds_per_conn = Some(server.fds().saturating_sub(fds0) as f64 / conns);
     log(&format!("synced; RSS {} KiB", server.status("VmRSS")));
 
-    // Paced: one message at a time, the next 20 ms after the last subscriber has it.
-    let mut latencies = Vec::new();
-    let mut bad = 0;
-    let load_cpu = |load: &Load| load.children.iter().map(|c| cpu_ns(c.id()).0).sum::<u64>();
-    let (paced_cpu0, paced_load0) = (cpu_ns(server.pid).0, load_cpu(&load));
-    for i in 0..s.paced {
-        let r = load.round('P', i, 1, SMALL, Duration::from_secs(10))?;
-        if r.complete != r.active || r.errors != 0 || r.dropped != 0 {
-            bad += 1;
-        }
-        let ms = r.secs() * 1e3;
-        log(&format!("paced round {i}: {ms:.1} ms"));
-        latencies.push(ms);
-        thread::sleep(Duration::from_millis(20));
-    }
-    latencies.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
-    f.p50_ms = Some(pct(0.5));
-    f.p99_ms = Some(pct(0.99));
-    f.paced_check = Some(if bad == 0 {
-        "ok".into()
-    } else {
-        format!("{bad} of {} not delivered to all", s.paced)
-    });
-    log(&format!("paced p50 {:.1} ms", pct(0.5)));
-    let per = |ns: u64| ns as f64 / 1e3 / (subs as f64 * f64::from(s.paced));
-    f.paced_cpu_us = Some(per(cpu_ns(server.pid).0.saturating_sub(paced_cpu0)));
-    f.paced_load_us = Some(per(load_cpu(&load).saturating_sub(paced_load0)));
+    // Paced: one message at a time, the next 20 ms after the last subscriber has it; first
+    // with every subscriber's kernel ACKing each message at once (sporadic messages), then
+    // with delayed ACKs (a stream). See `Regime`.
+    let pinned = s.routes.as_ref();
+    let quick = |on: bool| pinned.map_or(Ok(()), |r| r.quickack(on));
+    quick(true)?;
+    let sporadic = paced(&mut load, server, subs, s, Regime::Sporadic, 0);
+    quick(false)?;
+    let sporadic = sporadic?;
+    log(&format!("sporadic p50 {:.1} ms", sporadic.p50));
+    f.sporadic = Some(sporadic);
+    let next = Regime::Sporadic.warmup(pinned.is_some()) + s.paced;
+    let steady = paced(&mut load, server, subs, s, Regime::Stream, next)?;
+    log(&format!("stream p50 {:.1} ms", steady.p50));
+    f.stream = Some(steady);
 
     // Burst: B messages of 64 B as fast as the publisher's socket takes them.
     let burst = (s.burst_deliveries / subs).clamp(100, 1000) as u32;
@@ -1997,7 +2181,7 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
     let slow = results.iter().find_map(|(_, f)| f.slow_msgs).unwrap_or(0);
     println!();
     println!(
-        "N = {n}: {n} subscribers + 1 publisher; paced {} x 64 B, burst {burst} x 64 B, slow-subscriber stream {slow} x 16 KiB; (x) = ratio to node ws",
+        "N = {n}: {n} subscribers + 1 publisher; paced {} x 64 B in each ACK regime, burst {burst} x 64 B, slow-subscriber stream {slow} x 16 KiB; (x) = ratio to node ws",
         s.paced
     );
     let mut line = format!("{:<32}", "");
@@ -2006,7 +2190,7 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
     }
     println!("{line}");
     type Get = fn(&Figures) -> Option<f64>;
-    let rows: [(&str, Get, usize); 13] = [
+    let rows: [(&str, Get, usize); 17] = [
         (
             "subscribers connected",
             |f| f.connected.map(|c| c as f64),
@@ -2016,10 +2200,46 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
         ("memory per conn (KiB)", |f| f.kib_per_conn, 1),
         ("threads per conn", |f| f.threads_per_conn, 2),
         ("descriptors per conn", |f| f.fds_per_conn, 2),
-        ("last delivery p50 (ms)", |f| f.p50_ms, 1),
-        ("last delivery p99 (ms)", |f| f.p99_ms, 1),
-        ("paced: server CPU/delivery (us)", |f| f.paced_cpu_us, 2),
-        ("paced: load CPU/delivery (us)", |f| f.paced_load_us, 2),
+        (
+            "stream: last delivery p50 (ms)",
+            |f| f.stream.as_ref().map(|p| p.p50),
+            1,
+        ),
+        (
+            "stream: last delivery p99 (ms)",
+            |f| f.stream.as_ref().map(|p| p.p99),
+            1,
+        ),
+        (
+            "stream: server CPU/deliv. (us)",
+            |f| f.stream.as_ref().map(|p| p.server_us),
+            2,
+        ),
+        (
+            "stream: load CPU/deliv. (us)",
+            |f| f.stream.as_ref().map(|p| p.load_us),
+            2,
+        ),
+        (
+            "sporadic: last deliv. p50 (ms)",
+            |f| f.sporadic.as_ref().map(|p| p.p50),
+            1,
+        ),
+        (
+            "sporadic: last deliv. p99 (ms)",
+            |f| f.sporadic.as_ref().map(|p| p.p99),
+            1,
+        ),
+        (
+            "sporadic: server CPU/deliv. (us)",
+            |f| f.sporadic.as_ref().map(|p| p.server_us),
+            2,
+        ),
+        (
+            "sporadic: load CPU/deliv. (us)",
+            |f| f.sporadic.as_ref().map(|p| p.load_us),
+            2,
+        ),
         ("burst deliveries/s", |f| f.deliveries_per_sec, 0),
         ("server CPU per delivery (us)", |f| f.cpu_us, 2),
         ("slow: others' time, ms", |f| f.slow_stuck_ms, 0),
@@ -2056,8 +2276,13 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
         }
     }
     type Text = fn(&Figures) -> Option<String>;
-    let text_rows: [(&str, Text); 4] = [
-        ("paced check", |f| f.paced_check.clone()),
+    let text_rows: [(&str, Text); 5] = [
+        ("stream check", |f| {
+            f.stream.as_ref().map(|p| p.check.clone())
+        }),
+        ("sporadic check", |f| {
+            f.sporadic.as_ref().map(|p| p.check.clone())
+        }),
         ("burst check", |f| f.burst_check.clone()),
         ("slow check (others)", |f| f.slow_check.clone()),
         ("slow: stuck subscriber", |f| f.slow_drop.clone()),
