@@ -200,7 +200,31 @@ mod sys {
         pub fn bind(fd: i32, addr: *const SockaddrIn, len: u32) -> i32;
         pub fn connect(fd: i32, addr: *const SockaddrIn, len: u32) -> i32;
         pub fn setsockopt(fd: i32, level: i32, name: i32, value: *const i32, len: u32) -> i32;
+        pub fn recvmsg(fd: i32, msg: *mut Msghdr, flags: i32) -> isize;
+        pub fn setpriority(which: i32, who: u32, prio: i32) -> i32;
     }
+
+    #[repr(C)]
+    pub struct Iovec {
+        pub base: *mut u8,
+        pub len: usize,
+    }
+
+    #[repr(C)]
+    pub struct Msghdr {
+        pub name: *mut u8,
+        pub namelen: u32,
+        pub iov: *mut Iovec,
+        pub iovlen: usize,
+        pub control: *mut u8,
+        pub controllen: usize,
+        pub flags: i32,
+    }
+
+    /// `SO_TIMESTAMPNS` (the old, `struct timespec` form; also its control message type).
+    pub const SO_TIMESTAMPNS: i32 = 35;
+    /// `setpriority`'s `which` for a process, or with `who` 0 for the calling thread.
+    pub const PRIO_PROCESS: i32 = 0;
 
     pub const AF_INET: i32 = 2;
     pub const SOCK_STREAM: i32 = 1;
@@ -241,6 +265,7 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, rcvbuf: Option<i32>) -> io::Re
         let stream = std::net::TcpStream::from_raw_fd(fd);
         let one: i32 = 1;
         sys::setsockopt(fd, sys::IPPROTO_IP, sys::IP_BIND_ADDRESS_NO_PORT, &one, 4);
+        sys::setsockopt(fd, sys::SOL_SOCKET, sys::SO_TIMESTAMPNS, &one, 4);
         if let Some(size) = rcvbuf {
             if sys::setsockopt(fd, sys::SOL_SOCKET, sys::SO_RCVBUF, &size, 4) != 0 {
                 return Err(io::Error::last_os_error());
@@ -259,6 +284,55 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, rcvbuf: Option<i32>) -> io::Re
         }
         Ok(TcpStream::from_std(stream))
     }
+}
+
+/// `recv` that also returns the kernel's receive time of the last bytes read (from
+/// `SO_TIMESTAMPNS`, which every connection sets; CLOCK_REALTIME in ns). Over loopback that
+/// is when the sender's `send` put them into this socket, so a late load thread does not
+/// make a delivery look late.
+fn recv_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    use std::os::fd::AsRawFd;
+    let mut control = [0u64; 8];
+    let mut iov = sys::Iovec {
+        base: buf.as_mut_ptr(),
+        len: buf.len(),
+    };
+    let mut msg = sys::Msghdr {
+        name: std::ptr::null_mut(),
+        namelen: 0,
+        iov: &mut iov,
+        iovlen: 1,
+        control: control.as_mut_ptr().cast(),
+        controllen: std::mem::size_of_val(&control),
+        flags: 0,
+    };
+    // SAFETY: `msg` points at `iov` (into `buf`) and `control`, all of which outlive the
+    // call, with their true lengths; the kernel writes within them.
+    let n = unsafe { sys::recvmsg(stream.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Control messages: a 16-byte header (length, level, type), then the data, each padded
+    // to 8 bytes; SCM_TIMESTAMPNS carries a timespec (seconds, nanoseconds).
+    let words = &control[..msg.controllen.min(std::mem::size_of_val(&control)) / 8];
+    let mut stamp = None;
+    let mut at = 0;
+    while at + 2 <= words.len() {
+        let len = words[at] as usize;
+        let (level, ty) = (words[at + 1] as u32 as i32, (words[at + 1] >> 32) as i32);
+        if level == sys::SOL_SOCKET
+            && ty == sys::SO_TIMESTAMPNS
+            && len >= 32
+            && at + 4 <= words.len()
+        {
+            stamp = Some(words[at + 2] * 1_000_000_000 + words[at + 3]);
+        }
+        if len < 16 {
+            break;
+        }
+        at += len.div_ceil(8);
+    }
+    Ok((n as usize, stamp))
 }
 
 /// The source address of the connection with this global index: 127.0.0.2 to 127.0.0.33.
@@ -289,6 +363,8 @@ enum Cmd {
     Publish(u8, u32, u32, usize),
     Stall,
     Resume,
+    /// The nice value of the load threads.
+    Nice(i32),
     Quit,
 }
 
@@ -310,6 +386,7 @@ fn parse_cmd(line: &str) -> Option<Cmd> {
         ),
         "stall" => Cmd::Stall,
         "resume" => Cmd::Resume,
+        "nice" => Cmd::Nice(w.get(1)?.parse().ok()?),
         "quit" => Cmd::Quit,
         _ => return None,
     })
@@ -594,6 +671,13 @@ impl Unit {
                     self.check_stuck(false);
                 }
             }
+            Cmd::Nice(value) => {
+                // SAFETY: no pointers; with `who` 0 it applies to the calling thread.
+                if unsafe { sys::setpriority(sys::PRIO_PROCESS, 0, value) } != 0 {
+                    let e = io::Error::last_os_error();
+                    self.say(format_args!("error nice {value}: {e}"));
+                }
+            }
             Cmd::Quit => self.quit = true,
         }
     }
@@ -814,17 +898,17 @@ impl Unit {
 
     fn read(&mut self, idx: usize) {
         let mut buf = std::mem::take(&mut self.rbuf);
-        while let Some(stream) = self.conns[idx].stream.as_mut() {
-            match stream.read(&mut buf) {
-                Ok(0) => {
+        while let Some(stream) = self.conns[idx].stream.as_ref() {
+            match recv_stamped(stream, &mut buf) {
+                Ok((0, _)) => {
                     self.end(idx, "eof".into());
                     break;
                 }
-                Ok(n) => {
+                Ok((n, stamp)) => {
                     // A short read took all the socket had: bytes that arrive later raise
                     // a new edge, so the read that would only say WouldBlock is skipped
                     // (one system call fewer per delivery, as tokio does).
-                    if !self.input(idx, &buf[..n]) || n < buf.len() {
+                    if !self.input(idx, &buf[..n], stamp) || n < buf.len() {
                         break;
                     }
                 }
@@ -854,8 +938,8 @@ impl Unit {
     }
 
     /// Bytes read from a connection; false once it is closed.
-    fn input(&mut self, idx: usize, data: &[u8]) -> bool {
-        let now = now_ns();
+    fn input(&mut self, idx: usize, data: &[u8], stamp: Option<u64>) -> bool {
+        let now = stamp.unwrap_or_else(now_ns);
         if self.conns[idx].state == State::Handshake {
             let c = &mut self.conns[idx];
             c.inbuf.extend_from_slice(data);
@@ -1716,6 +1800,8 @@ struct Settings {
     verbose: bool,
     /// The loopback route's metrics that pin the ACK regime, if they could be set.
     routes: Option<LoRoute>,
+    /// The nice value of the load threads during the paced rounds (0: left alone).
+    nice: i32,
 }
 
 fn bench_main(args: &[String]) {
@@ -1796,6 +1882,12 @@ fn bench_main(args: &[String]) {
         per_process: env_or("FANOUT_PER_PROCESS", 16_000usize).max(100),
         verbose: env_or("FANOUT_VERBOSE", 0u32) != 0,
         routes: LoRoute::pin(),
+        // Putting a thread's nice value back from 19 to 0 takes root (CAP_SYS_NICE).
+        nice: if status_field(std::process::id(), "Uid") == Some(0) {
+            env_or("FANOUT_NICE", 19i32)
+        } else {
+            0
+        },
     };
 
     // Install and build the peers (benches/fanout/run setup); a server that fails to set up
@@ -1843,6 +1935,16 @@ fn bench_main(args: &[String]) {
         None => println!(
             "ACK regimes not pinned (setting the loopback route's metrics needs root and `ip`): sporadic rounds are 250 ms apart, and stream rounds may fall back into quick ACKs"
         ),
+    }
+    if settings.nice != 0 {
+        println!(
+            "paced rounds: the load generator's threads at nice {} while the rounds run, arrivals stamped by the kernel (SO_TIMESTAMPNS)",
+            settings.nice
+        );
+    } else {
+        println!(
+            "paced rounds: the load generator's threads at the servers' priority (not root, or FANOUT_NICE=0), arrivals stamped by the kernel (SO_TIMESTAMPNS)"
+        );
     }
     for (k, why) in &unavailable {
         println!("{}: {why}", k.title());
@@ -2050,6 +2152,9 @@ fn measure(
     // with delayed ACKs (a stream). See `Regime`.
     let pinned = s.routes.as_ref();
     let quick = |on: bool| pinned.map_or(Ok(()), |r| r.quickack(on));
+    if s.nice != 0 {
+        load.send_all(&format!("nice {}", s.nice))?;
+    }
     quick(true)?;
     let sporadic = paced(&mut load, server, subs, s, Regime::Sporadic, 0);
     quick(false)?;
@@ -2060,6 +2165,9 @@ fn measure(
     let steady = paced(&mut load, server, subs, s, Regime::Stream, next)?;
     log(&format!("stream p50 {:.1} ms", steady.p50));
     f.stream = Some(steady);
+    if s.nice != 0 {
+        load.send_all("nice 0")?;
+    }
 
     // Burst: B messages of 64 B as fast as the publisher's socket takes them.
     let burst = (s.burst_deliveries / subs).clamp(100, 1000) as u32;
