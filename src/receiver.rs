@@ -11,7 +11,10 @@
 //! 14 + 125 bytes) must ever fit in it at once. During a burst of small frames (a read that
 //! fills all the room it was given) the buffer doubles, up to 64 KiB (a resting size above
 //! that does not grow), and it shrinks back to its resting size after the first short read. A large binary payload is read straight
-//! into the message instead. Nothing is reserved from a frame's declared length: the message
+//! into the message instead. A connection holds no read buffer at all while it waits: the
+//! buffer goes when a read times out with nothing buffered, and when a ping or pong was all
+//! a short read brought (keep-alive traffic, which would otherwise keep an idle connection's
+//! buffer from one ping to the next). Nothing is reserved from a frame's declared length: the message
 //! grows as its bytes arrive. All state lives in the struct, so a read that fails with
 //! `WouldBlock` loses nothing and the next call continues mid-frame.
 
@@ -350,11 +353,19 @@ impl Receiver {
                 apply_mask(payload, key, 0);
             }
             self.start += total;
-            return Ok(Next::Incoming(match header.opcode {
+            let incoming = match header.opcode {
                 OpCode::Ping => Incoming::Ping(payload.to_vec()),
                 OpCode::Pong => Incoming::Pong(payload.to_vec()),
                 _ => Incoming::Close(parse_close_payload(payload)?),
-            }));
+            };
+            // Keep-alive traffic (a ping or pong that was all the last short read brought)
+            // is what an idle connection receives: it goes back to resting at once rather
+            // than hold the buffer until a read times out, which with keep-alive on would be
+            // the next ping's deadline, so never.
+            if self.last_read == LastRead::Short {
+                self.release_idle();
+            }
+            return Ok(Next::Incoming(incoming));
         }
         let text = header.opcode == OpCode::Text
             || (header.opcode == OpCode::Continuation
@@ -1274,6 +1285,37 @@ mod tests {
         r.release_idle();
         assert!(r.is_resting());
         assert_eq!(r.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn keepalive_traffic_leaves_a_connection_resting() {
+        let mut r = Receiver::new(true, &Config::default(), Vec::new());
+        // A pong (or ping) that was all a read brought: no buffer is kept for it.
+        for opcode in [0xA, 0x9] {
+            r.push(&frame(true, opcode, b"k", Some([1, 2, 3, 4])));
+            assert!(!r.is_resting(), "the frame arrived through the buffer");
+            match r.poll().unwrap() {
+                Some(Incoming::Pong(p) | Incoming::Ping(p)) => assert_eq!(p, b"k"),
+                other => panic!("expected the control frame, got {other:?}"),
+            }
+            assert!(r.is_resting(), "opcode {opcode:#x}: the buffer was let go");
+            assert_eq!(r.buf.capacity(), 0);
+        }
+        // A pong followed by part of a message: the buffer holds the rest and stays.
+        let mut wire = frame(true, 0xA, b"", Some([1, 2, 3, 4]));
+        let data = frame(true, 2, &[7u8; 100], Some([1, 2, 3, 4]));
+        wire.extend_from_slice(&data[..50]);
+        r.push(&wire);
+        assert!(matches!(r.poll().unwrap(), Some(Incoming::Pong(_))));
+        assert!(!r.is_resting());
+        assert!(r.poll().unwrap().is_none());
+        r.push(&data[50..]);
+        match r.poll().unwrap() {
+            Some(Incoming::Data(m)) => assert_eq!(m, Message::Binary(vec![7u8; 100])),
+            other => panic!("expected the message, got {other:?}"),
+        }
+        // Data keeps the buffer for the next message (no allocation per message).
+        assert!(!r.is_resting());
     }
 
     #[test]

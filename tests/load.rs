@@ -544,9 +544,10 @@ fn ten_thousand_idle_connections_on_poll_server() {
 /// 10,000 idle subscribers of one topic on `examples/pubsub` (a thread per connection, split
 /// halves, a `Fanout`), a separate process: raw clients in this process complete the
 /// handshake and stay silent; then one of them publishes a message and every one of them
-/// must receive it. Prints the server's RSS per idle connection, its threads and open files
-/// per connection. Needs `ulimit -n` above 10,100. Bounded (120 s for the clients, 60 s for
-/// the broadcast). `STDWS_SUBSCRIBERS=19000` runs it with that many (the most this
+/// must receive it; then each answers the ping pubsub's keep-alive sends 30 s later. Prints
+/// the server's RSS per idle connection (before and after the pings), its threads and open
+/// files per connection. Needs `ulimit -n` above 10,100. Bounded (120 s for the clients,
+/// 60 s for the broadcast, 90 s for the pings). `STDWS_SUBSCRIBERS=19000` runs it with that many (the most this
 /// process's 20,000 open files allow, with the server's in another process).
 #[test]
 #[ignore = "load test: cargo test --release --test load -- --ignored --nocapture pubsub"]
@@ -635,12 +636,44 @@ fn ten_thousand_idle_subscribers_on_pubsub() {
         clients.extend(reader.join(Duration::from_secs(60)));
     }
     let delivered = sent.elapsed();
+    // Then pubsub's keep-alive (a ping 30 s after a client was last heard from): every
+    // subscriber answers its ping, and an idle connection must cost no more afterwards.
+    let ping_at = Instant::now();
+    let mut readers = Vec::new();
+    while !clients.is_empty() {
+        let chunk: Vec<TcpStream> = clients
+            .drain(..conns.div_ceil(WORKERS).min(clients.len()))
+            .collect();
+        readers.push(spawn_bounded(move || {
+            for mut s in &chunk {
+                s.set_read_timeout(Some(Duration::from_secs(45))).unwrap();
+                let mut head = [0u8; 2];
+                s.read_exact(&mut head).expect("the keep-alive ping");
+                assert_eq!(head[0], 0x89, "a ping, unmasked");
+                let mut payload = vec![0u8; usize::from(head[1])];
+                s.read_exact(&mut payload).expect("the ping's payload");
+                s.write_all(&common::client_frame(true, 0xA, &payload))
+                    .expect("the pong");
+            }
+            chunk
+        }));
+    }
+    for reader in readers {
+        clients.extend(reader.join(Duration::from_secs(90)));
+    }
+    let pinged = ping_at.elapsed();
+    thread::sleep(Duration::from_millis(1000)); // let the pongs be read
+    let rss_pinged = status_of(pid, "VmRSS").unwrap();
+    let per_conn_pinged = rss_pinged.saturating_sub(rss_before) as f64 / conns as f64;
     println!(
         "pubsub, {conns} idle subscribers (opened in {opened:.2?}): RSS {:.1} -> {:.1} MiB: \
          {per_conn_kib:.2} KiB per idle connection; threads {threads_before} -> {threads}; \
-         {fds} open files; one broadcast reached all {conns} in {delivered:.2?}",
+         {fds} open files; one broadcast reached all {conns} in {delivered:.2?}; after a \
+         keep-alive ping and pong each ({pinged:.2?} later): RSS {:.1} MiB, \
+         {per_conn_pinged:.2} KiB per idle connection",
         mib(rss_before),
         mib(rss),
+        mib(rss_pinged),
     );
     drop(server);
     drop(clients);
@@ -652,6 +685,11 @@ fn ten_thousand_idle_subscribers_on_pubsub() {
     assert!(
         per_conn_kib <= 12.0,
         "{per_conn_kib:.2} KiB per idle connection (the target is 12 KiB, thread included)"
+    );
+    assert!(
+        per_conn_pinged <= 12.0,
+        "{per_conn_pinged:.2} KiB per idle connection once keep-alive has pinged each (the \
+         target is 12 KiB, thread included)"
     );
 }
 
