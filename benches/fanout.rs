@@ -21,11 +21,15 @@
 //! (mio, edge-triggered; a read shorter than the buffer ends the read loop, as in tokio, so a
 //! delivery costs one read, not two) bound to source addresses 127.0.0.2-127.0.0.33 before
 //! they connect, and its own handshake (fixed key, accept value checked) and masked
-//! frames. Per server and N it
-//! opens N subscribers and one publisher on one topic, then: paced 64 B messages, each
-//! published when the previous one has reached every subscriber (latency to the last one,
-//! and the CPU time the server and the load generator spent per delivery meanwhile: on one
-//! machine they share the cores, so the generator's share is time the server does not get);
+//! frames. An arrival's time is the kernel's (`SO_TIMESTAMPNS`: over loopback, when the
+//! server's `send` put the bytes into the subscriber's socket), not the load thread's. Per
+//! server and N it opens N subscribers and one publisher on one topic, then: paced 64 B
+//! messages, each published 20 ms after the previous one has reached every subscriber
+//! (latency to the last one, and the CPU time the server and the load generator spent per
+//! delivery meanwhile), in two ACK regimes that the loopback route's metrics pin
+//! ([`Regime`], [`LoRoute`]): sporadic messages, which a subscriber's kernel ACKs at once,
+//! and a stream, whose ACKs are delayed; during these rounds the load threads run at nice 19
+//! (as root), so that the CPU is the server's, as with clients on other machines;
 //! a burst of 64 B messages (deliveries/s, every subscriber's sequence checked); a burst of
 //! 16 KiB messages with every subscriber reading, then the same burst with one subscriber that
 //! stopped reading (the others' time, the server's memory, whether and when the stuck one
