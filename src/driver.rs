@@ -403,6 +403,9 @@ fn fill_resting<R: Read>(receiver: &mut Receiver, stream: &mut R) -> std::io::Re
     let mut first = [0u8; RESTING_READ];
     let n = stream.read(&mut first)?.min(RESTING_READ);
     receiver.push(&first[..n]);
+    if n == RESTING_READ {
+        receiver.pushed_full();
+    }
     Ok(n)
 }
 

@@ -352,6 +352,7 @@ impl Receiver {
             if let Some(key) = header.mask {
                 apply_mask(payload, key, 0);
             }
+            let first = self.start == 0;
             self.start += total;
             let incoming = match header.opcode {
                 OpCode::Ping => Incoming::Ping(payload.to_vec()),
@@ -361,8 +362,12 @@ impl Receiver {
             // Keep-alive traffic (a ping or pong that was all the last short read brought)
             // is what an idle connection receives: it goes back to resting at once rather
             // than hold the buffer until a read times out, which with keep-alive on would be
-            // the next ping's deadline, so never.
-            if self.last_read == LastRead::Short {
+            // the next ping's deadline, so never. (`release_idle` keeps the buffer if more
+            // is buffered or a message is in progress.)
+            if first
+                && self.last_read == LastRead::Short
+                && matches!(header.opcode, OpCode::Ping | OpCode::Pong)
+            {
                 self.release_idle();
             }
             return Ok(Next::Incoming(incoming));
@@ -581,6 +586,13 @@ impl Receiver {
             self.filled(n);
             bytes = &bytes[n..];
         }
+    }
+
+    /// Says that the bytes just [`push`](Self::push)ed filled the driver's resting buffer,
+    /// so more are probably waiting: the buffer is then kept (and may grow) as after a full
+    /// read.
+    pub fn pushed_full(&mut self) {
+        self.last_read = LastRead::Full;
     }
 
     /// Lets the read buffer (and a recycled message allocation) go if nothing is buffered
@@ -1315,6 +1327,33 @@ mod tests {
             other => panic!("expected the message, got {other:?}"),
         }
         // Data keeps the buffer for the next message (no allocation per message).
+        assert!(!r.is_resting());
+        // A ping after a message in the same read: the buffer stays for the next message.
+        let mut wire = frame(true, 2, &[7u8; 10], Some([1, 2, 3, 4]));
+        wire.extend_from_slice(&frame(true, 0x9, b"", Some([1, 2, 3, 4])));
+        r.fill(&mut &wire[..]).unwrap();
+        assert!(matches!(r.poll().unwrap(), Some(Incoming::Data(_))));
+        assert!(matches!(r.poll().unwrap(), Some(Incoming::Ping(_))));
+        assert!(!r.is_resting());
+        // A ping between two fragments of a message: the message is in progress.
+        let mut r = Receiver::new(true, &Config::default(), Vec::new());
+        let mut wire = frame(false, 1, b"ab", Some([1, 2, 3, 4]));
+        r.push(&wire);
+        assert!(r.poll().unwrap().is_none());
+        wire = frame(true, 0x9, b"", Some([1, 2, 3, 4]));
+        r.push(&wire);
+        assert!(matches!(r.poll().unwrap(), Some(Incoming::Ping(_))));
+        assert!(!r.is_resting(), "a fragmented message is in progress");
+        r.push(&frame(true, 0, b"c", Some([1, 2, 3, 4])));
+        match r.poll().unwrap() {
+            Some(Incoming::Data(m)) => assert_eq!(m, Message::Text("abc".into())),
+            other => panic!("expected the message, got {other:?}"),
+        }
+        // Pings that filled the driver's resting buffer: more are coming, the buffer stays.
+        let mut r = Receiver::new(true, &Config::default(), Vec::new());
+        r.push(&frame(true, 0x9, b"k", Some([1, 2, 3, 4])));
+        r.pushed_full();
+        assert!(matches!(r.poll().unwrap(), Some(Incoming::Ping(_))));
         assert!(!r.is_resting());
     }
 
