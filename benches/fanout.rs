@@ -269,7 +269,9 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, rcvbuf: Option<i32>) -> io::Re
         let stream = std::net::TcpStream::from_raw_fd(fd);
         let one: i32 = 1;
         sys::setsockopt(fd, sys::IPPROTO_IP, sys::IP_BIND_ADDRESS_NO_PORT, &one, 4);
-        sys::setsockopt(fd, sys::SOL_SOCKET, sys::SO_TIMESTAMPNS, &one, 4);
+        if sys::setsockopt(fd, sys::SOL_SOCKET, sys::SO_TIMESTAMPNS, &one, 4) != 0 {
+            return Err(io::Error::last_os_error());
+        }
         if let Some(size) = rcvbuf {
             if sys::setsockopt(fd, sys::SOL_SOCKET, sys::SO_RCVBUF, &size, 4) != 0 {
                 return Err(io::Error::last_os_error());
@@ -293,7 +295,7 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, rcvbuf: Option<i32>) -> io::Re
 /// `recv` that also returns the kernel's receive time of the last bytes read (from
 /// `SO_TIMESTAMPNS`, which every connection sets; CLOCK_REALTIME in ns). Over loopback that
 /// is when the sender's `send` put them into this socket, so a late load thread does not
-/// make a delivery look late.
+/// make a delivery look late. The layouts are Linux's on a 64-bit little-endian target.
 fn recv_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
     use std::os::fd::AsRawFd;
     let mut control = [0u64; 8];
@@ -1603,12 +1605,15 @@ enum Regime {
 impl Regime {
     /// Rounds run before the counted ones. Pinned: one, in which each subscriber's first
     /// ACK after the route change picks up the new route (a socket re-reads its route when
-    /// it next transmits). Sporadic rounds have spent the quick-ACK allowance by then. Not
-    /// pinned: sporadic rounds are paced 250 ms apart, which refills each subscriber's
-    /// allowance of 16 quick ACKs, so the stream waits those out.
-    fn warmup(self, pinned: bool) -> u32 {
+    /// it next transmits); the stream also waits out what is left of the 16 quick ACKs a
+    /// connection starts with, which the sporadic rounds spend. Not pinned: sporadic
+    /// rounds are paced 250 ms apart, which refills each subscriber's allowance of 16 quick
+    /// ACKs, so the stream waits those out.
+    fn warmup(self, pinned: bool, paced: u32) -> u32 {
         match (self, pinned) {
-            (_, true) | (Regime::Sporadic, false) => 1,
+            (Regime::Sporadic, _) => 1,
+            // The sporadic rounds before (1 + `paced`) have spent all 16 unless fewer.
+            (Regime::Stream, true) => 16u32.saturating_sub(1 + paced).max(1),
             (Regime::Stream, false) => 16,
         }
     }
@@ -1623,55 +1628,70 @@ impl Regime {
 }
 
 /// The loopback route to 127.0.0.1, with metrics that pin the ACK regime ([`Regime`])
-/// while the bench runs, and put back as it was when the bench ends. Setting it needs root
+/// while the bench runs, and put back as found when the bench ends. Setting it needs root
 /// and `ip` (iproute2); without them the bench runs with the kernel's defaults and says so.
-/// A bench killed by a signal leaves the metrics on the route (they only raise the RTO
-/// floor of connections to 127.0.0.1); the bench's next run puts back what it found first.
+///
+/// The pin holds for the whole bench, since a socket takes its RTO floor from the route
+/// when it measures an RTT, which a subscriber does only while it connects. It also raises
+/// to 1 s the RTO of anything else that talks to 127.0.0.1 meanwhile; in the bench that
+/// shows only where a server's accept queue overflowed (the `ListenDrops` note): a request
+/// the server dropped is sent again after 1 s rather than 200 ms. A stream round must stay
+/// under 1 s to stay in its regime (every server's does here). A bench killed by a signal
+/// leaves the metrics on the route; the next run shows them in its header (the route as
+/// found) and puts them back as found, and `ip route change table local local 127.0.0.1
+/// dev lo proto kernel scope host src 127.0.0.1` clears them.
 struct LoRoute {
     /// `ip route show table local 127.0.0.1` as the bench found it.
     saved: String,
-    /// The same without any `rto_min` or `quickack` metric.
+    /// Its words without the `rto_min` and `quickack` metrics...
     base: Vec<String>,
+    /// ...and those metrics as `ip route change` takes them (`ip route show` prints
+    /// `rto_min lock 1s`, but `rto_min` is always locked and takes no `lock` word).
+    found: Vec<String>,
 }
 
 impl LoRoute {
     const RTO_MIN: &'static str = "1s";
 
-    fn pin() -> Option<LoRoute> {
+    fn pin() -> Result<LoRoute, String> {
         let out = Command::new("ip")
             .args(["route", "show", "table", "local", "127.0.0.1"])
-            .stderr(Stdio::null())
             .output()
-            .ok()?;
+            .map_err(|e| format!("ip: {e}"))?;
         let saved = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if !out.status.success() || saved.lines().count() != 1 {
-            return None;
+            return Err(format!(
+                "ip route show table local 127.0.0.1: {:?} {}",
+                saved,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
-        let mut base = Vec::new();
+        let (mut base, mut found) = (Vec::new(), Vec::new());
         let mut words = saved.split_whitespace();
         while let Some(w) = words.next() {
             match w {
                 "rto_min" | "quickack" => {
-                    if words.next() == Some("lock") {
-                        words.next();
+                    let mut value = words.next().unwrap_or_default();
+                    if value == "lock" {
+                        value = words.next().unwrap_or_default();
                     }
+                    found.extend([w.to_string(), value.to_string()]);
                 }
                 _ => base.push(w.to_string()),
             }
         }
-        let route = LoRoute { saved, base };
-        route.set(&["rto_min", Self::RTO_MIN]).ok()?;
-        Some(route)
+        let route = LoRoute { saved, base, found };
+        Self::change(&route.words(), &["rto_min", Self::RTO_MIN])?;
+        Ok(route)
     }
 
     fn quickack(&self, on: bool) -> Result<(), String> {
         let q = if on { "1" } else { "0" };
-        self.set(&["rto_min", Self::RTO_MIN, "quickack", q])
+        Self::change(&self.words(), &["rto_min", Self::RTO_MIN, "quickack", q])
     }
 
-    fn set(&self, metrics: &[&str]) -> Result<(), String> {
-        let words: Vec<&str> = self.base.iter().map(String::as_str).collect();
-        Self::change(&words, metrics)
+    fn words(&self) -> Vec<&str> {
+        self.base.iter().map(String::as_str).collect()
     }
 
     fn change(route: &[&str], metrics: &[&str]) -> Result<(), String> {
@@ -1685,7 +1705,7 @@ impl LoRoute {
             Ok(())
         } else {
             Err(format!(
-                "ip route change {} {}: {}",
+                "ip route change table local {} {}: {}",
                 route.join(" "),
                 metrics.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
@@ -1696,8 +1716,8 @@ impl LoRoute {
 
 impl Drop for LoRoute {
     fn drop(&mut self) {
-        let words: Vec<&str> = self.saved.split_whitespace().collect();
-        if let Err(e) = Self::change(&words, &[]) {
+        let found: Vec<&str> = self.found.iter().map(String::as_str).collect();
+        if let Err(e) = Self::change(&self.words(), &found) {
             eprintln!("fanout: could not put the loopback route back: {e}");
         }
     }
@@ -1710,6 +1730,9 @@ struct Paced {
     /// CPU per delivery over the counted rounds: the server's, and the load generator's.
     server_us: f64,
     load_us: f64,
+    /// ACKs the delayed-ACK timer sent (`TcpExt DelayedACKs`) per delivery: in softirq on
+    /// whichever core the receive ran, rather than in the load generator's `recv`.
+    timer_acks: f64,
     check: String,
 }
 
@@ -1723,15 +1746,16 @@ fn paced(
     regime: Regime,
     first: u32,
 ) -> Result<Paced, String> {
-    let pinned = s.routes.is_some();
-    let warmup = regime.warmup(pinned);
+    let pinned = s.routes.is_ok();
+    let warmup = regime.warmup(pinned, s.paced);
     let load_cpu = |load: &Load| load.children.iter().map(|c| cpu_ns(c.id()).0).sum::<u64>();
     let mut latencies = Vec::new();
     let mut bad = 0;
-    let (mut cpu0, mut load0) = (0, 0);
+    let (mut cpu0, mut load0, mut acks0) = (0, 0, 0);
     for i in 0..warmup + s.paced {
         if i == warmup {
             (cpu0, load0) = (cpu_ns(server.pid).0, load_cpu(load));
+            acks0 = tcp_ext("DelayedACKs");
         }
         let r = load.round('P', first + i, 1, SMALL, Duration::from_secs(10))?;
         let ms = r.secs() * 1e3;
@@ -1750,6 +1774,8 @@ fn paced(
     let per = |ns: u64| ns as f64 / 1e3 / (subs as f64 * f64::from(s.paced));
     let server_us = per(cpu_ns(server.pid).0.saturating_sub(cpu0));
     let load_us = per(load_cpu(load).saturating_sub(load0));
+    let timer_acks =
+        tcp_ext("DelayedACKs").saturating_sub(acks0) as f64 / (subs as f64 * f64::from(s.paced));
     latencies.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     Ok(Paced {
@@ -1757,6 +1783,7 @@ fn paced(
         p99: pct(0.99),
         server_us,
         load_us,
+        timer_acks,
         check: if bad == 0 {
             "ok".into()
         } else {
@@ -1802,9 +1829,10 @@ struct Settings {
     slow_wait: Duration,
     per_process: usize,
     verbose: bool,
-    /// The loopback route's metrics that pin the ACK regime, if they could be set.
-    routes: Option<LoRoute>,
-    /// The nice value of the load threads during the paced rounds (0: left alone).
+    /// The loopback route's metrics that pin the ACK regime, or why they could not be set.
+    routes: Result<LoRoute, String>,
+    /// The nice value of the load threads during the paced rounds (0: left alone; 19 by
+    /// default where the threads may go back to 0 afterwards).
     nice: i32,
 }
 
@@ -1886,8 +1914,7 @@ fn bench_main(args: &[String]) {
         per_process: env_or("FANOUT_PER_PROCESS", 16_000usize).max(100),
         verbose: env_or("FANOUT_VERBOSE", 0u32) != 0,
         routes: LoRoute::pin(),
-        // Putting a thread's nice value back from 19 to 0 takes root (CAP_SYS_NICE).
-        nice: if status_field(std::process::id(), "Uid") == Some(0) {
+        nice: if can_renice() {
             env_or("FANOUT_NICE", 19i32)
         } else {
             0
@@ -1931,13 +1958,13 @@ fn bench_main(args: &[String]) {
         "max N here: {fd_cap} (open files {nofile} per process, less 100), and for stdws's thread per connection {thread_cap} (vm.max_map_count {map_count}: 4 mappings per thread, less 1,000, less 32 threads pubsub keeps for itself)"
     );
     match &settings.routes {
-        Some(r) => println!(
+        Ok(r) => println!(
             "ACK regimes pinned by the loopback route to 127.0.0.1 (found as `{}`): rto_min {} throughout, quickack 1 for the sporadic rounds",
             r.saved,
             LoRoute::RTO_MIN
         ),
-        None => println!(
-            "ACK regimes not pinned (setting the loopback route's metrics needs root and `ip`): sporadic rounds are 250 ms apart, and stream rounds may fall back into quick ACKs"
+        Err(e) => println!(
+            "ACK regimes not pinned ({e}; setting the loopback route's metrics needs root and `ip`): sporadic rounds are 250 ms apart, and stream rounds may fall back into quick ACKs"
         ),
     }
     if settings.nice != 0 {
@@ -1947,7 +1974,7 @@ fn bench_main(args: &[String]) {
         );
     } else {
         println!(
-            "paced rounds: the load generator's threads at the servers' priority (not root, or FANOUT_NICE=0), arrivals stamped by the kernel (SO_TIMESTAMPNS)"
+            "paced rounds: the load generator's threads at the servers' priority (FANOUT_NICE=0, or this process may not lower a nice value again), arrivals stamped by the kernel (SO_TIMESTAMPNS)"
         );
     }
     for (k, why) in &unavailable {
@@ -1976,10 +2003,30 @@ fn bench_main(args: &[String]) {
     }
 }
 
+/// Whether a thread here may lower its nice value again after raising it (which takes
+/// CAP_SYS_NICE, or an RLIMIT_NICE that allows it), as the load threads must after the
+/// paced rounds. Tried on a thread of its own, whose nice value dies with it.
+fn can_renice() -> bool {
+    thread::spawn(|| {
+        // SAFETY: no pointers; with `who` 0 it applies to the calling thread.
+        unsafe {
+            sys::setpriority(sys::PRIO_PROCESS, 0, 1) == 0
+                && sys::setpriority(sys::PRIO_PROCESS, 0, 0) == 0
+        }
+    })
+    .join()
+    .unwrap_or(false)
+}
+
 /// `ListenDrops` of /proc/net/netstat: connection attempts the kernel dropped because a
 /// listening socket's queue was full (for this network namespace, so other programs' count
 /// too).
 fn listen_drops() -> u64 {
+    tcp_ext("ListenDrops")
+}
+
+/// A counter of the `TcpExt` lines of /proc/net/netstat (this network namespace's).
+fn tcp_ext(field: &str) -> u64 {
     let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
     let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
     let (Some(keys), Some(values)) = (lines.next(), lines.next()) else {
@@ -1987,7 +2034,7 @@ fn listen_drops() -> u64 {
     };
     keys.split_whitespace()
         .zip(values.split_whitespace())
-        .find(|(k, _)| *k == "ListenDrops")
+        .find(|(k, _)| *k == field)
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0)
 }
@@ -2154,7 +2201,7 @@ fn measure(
     // Paced: one message at a time, the next 20 ms after the last subscriber has it; first
     // with every subscriber's kernel ACKing each message at once (sporadic messages), then
     // with delayed ACKs (a stream). See `Regime`.
-    let pinned = s.routes.as_ref();
+    let pinned = s.routes.as_ref().ok();
     let quick = |on: bool| pinned.map_or(Ok(()), |r| r.quickack(on));
     if s.nice != 0 {
         load.send_all(&format!("nice {}", s.nice))?;
@@ -2165,7 +2212,7 @@ fn measure(
     let sporadic = sporadic?;
     log(&format!("sporadic p50 {:.1} ms", sporadic.p50));
     f.sporadic = Some(sporadic);
-    let next = Regime::Sporadic.warmup(pinned.is_some()) + s.paced;
+    let next = Regime::Sporadic.warmup(pinned.is_some(), s.paced) + s.paced;
     let steady = paced(&mut load, server, subs, s, Regime::Stream, next)?;
     log(&format!("stream p50 {:.1} ms", steady.p50));
     f.stream = Some(steady);
@@ -2302,7 +2349,7 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
     }
     println!("{line}");
     type Get = fn(&Figures) -> Option<f64>;
-    let rows: [(&str, Get, usize); 17] = [
+    let rows: [(&str, Get, usize); 18] = [
         (
             "subscribers connected",
             |f| f.connected.map(|c| c as f64),
@@ -2330,6 +2377,11 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
         (
             "stream: load CPU/deliv. (us)",
             |f| f.stream.as_ref().map(|p| p.load_us),
+            2,
+        ),
+        (
+            "stream: timer ACKs/delivery",
+            |f| f.stream.as_ref().map(|p| p.timer_acks),
             2,
         ),
         (
