@@ -24,7 +24,8 @@
 //! frames. An arrival's time is the kernel's (`SO_TIMESTAMPNS`: over loopback, when the
 //! server's `send` put the bytes into the subscriber's socket), not the load thread's. Per
 //! server and N it opens N subscribers and one publisher on one topic, then: paced 64 B
-//! messages, each published 20 ms after the previous one has reached every subscriber
+//! messages, each published 20 ms (250 ms for sporadic ones where the regime cannot be
+//! pinned) after the previous one has reached every subscriber
 //! (latency to the last one, and the CPU time the server and the load generator spent per
 //! delivery meanwhile), in two ACK regimes that the loopback route's metrics pin
 //! ([`Regime`], [`LoRoute`]): sporadic messages, which a subscriber's kernel ACKs at once,
