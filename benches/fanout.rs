@@ -1758,11 +1758,16 @@ fn paced(
             (cpu0, load0) = (cpu_ns(server.pid).0, load_cpu(load));
             acks0 = tcp_ext("DelayedACKs");
         }
+        let lost0 = (softnet_drops(), tcp_ext("TCPLossProbes"));
         let r = load.round('P', first + i, 1, SMALL, Duration::from_secs(10))?;
         let ms = r.secs() * 1e3;
         if s.verbose {
             let what = if i < warmup { " (warm-up)" } else { "" };
-            eprintln!("fanout: {regime:?} round {i}{what}: {ms:.1} ms");
+            eprintln!(
+                "fanout: {regime:?} round {i}{what}: {ms:.1} ms ({} packets dropped by a full backlog queue, {} loss probes)",
+                softnet_drops().saturating_sub(lost0.0),
+                tcp_ext("TCPLossProbes").saturating_sub(lost0.1)
+            );
         }
         if i >= warmup {
             if r.complete != r.active || r.errors != 0 || r.dropped != 0 {
@@ -2024,6 +2029,17 @@ fn can_renice() -> bool {
 /// too).
 fn listen_drops() -> u64 {
     tcp_ext("ListenDrops")
+}
+
+/// Packets the kernel dropped because a CPU's input backlog was full
+/// (`net.core.netdev_max_backlog`; over loopback every packet goes through it): the second
+/// column of /proc/net/softnet_stat, summed over the CPUs.
+fn softnet_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+        .sum()
 }
 
 /// A counter of the `TcpExt` lines of /proc/net/netstat (this network namespace's).
