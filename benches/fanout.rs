@@ -1619,6 +1619,14 @@ impl Regime {
         }
     }
 
+    /// Its name in the table.
+    fn name(self) -> &'static str {
+        match self {
+            Regime::Sporadic => "sporadic",
+            Regime::Stream => "stream",
+        }
+    }
+
     /// The pause after a round's last delivery.
     fn pause(self, pinned: bool) -> Duration {
         match (self, pinned) {
@@ -1735,6 +1743,8 @@ struct Paced {
     /// whichever core the receive ran, rather than in the load generator's `recv`.
     timer_acks: f64,
     check: String,
+    /// Messages published, warm-up included (the next round's sequence number follows).
+    rounds: u32,
 }
 
 /// `s.paced` counted rounds of one 64 B message each, after the regime's warm-up rounds;
@@ -1758,15 +1768,17 @@ fn paced(
             (cpu0, load0) = (cpu_ns(server.pid).0, load_cpu(load));
             acks0 = tcp_ext("DelayedACKs");
         }
-        let lost0 = (softnet_drops(), tcp_ext("TCPLossProbes"));
+        let lost = || (softnet_drops(), tcp_ext("TCPLossProbes"));
+        let lost0 = if s.verbose { lost() } else { (0, 0) };
         let r = load.round('P', first + i, 1, SMALL, Duration::from_secs(10))?;
         let ms = r.secs() * 1e3;
         if s.verbose {
             let what = if i < warmup { " (warm-up)" } else { "" };
+            let lost1 = lost();
             eprintln!(
                 "fanout: {regime:?} round {i}{what}: {ms:.1} ms ({} packets dropped by a full backlog queue, {} loss probes)",
-                softnet_drops().saturating_sub(lost0.0),
-                tcp_ext("TCPLossProbes").saturating_sub(lost0.1)
+                lost1.0.saturating_sub(lost0.0),
+                lost1.1.saturating_sub(lost0.1)
             );
         }
         if i >= warmup {
@@ -1795,6 +1807,7 @@ fn paced(
         } else {
             format!("{bad} of {} not delivered to all", s.paced)
         },
+        rounds: warmup + s.paced,
     })
 }
 
@@ -1823,6 +1836,15 @@ struct Figures {
     slow_drop: Option<String>,
     slow_check: Option<String>,
     notes: Vec<String>,
+}
+
+impl Figures {
+    fn paced(&self, regime: Regime) -> Option<&Paced> {
+        match regime {
+            Regime::Sporadic => self.sporadic.as_ref(),
+            Regime::Stream => self.stream.as_ref(),
+        }
+    }
 }
 
 struct Settings {
@@ -2228,8 +2250,8 @@ fn measure(
     quick(false)?;
     let sporadic = sporadic?;
     log(&format!("sporadic p50 {:.1} ms", sporadic.p50));
+    let next = sporadic.rounds;
     f.sporadic = Some(sporadic);
-    let next = Regime::Sporadic.warmup(pinned.is_some(), s.paced) + s.paced;
     let steady = paced(&mut load, server, subs, s, Regime::Stream, next)?;
     log(&format!("stream p50 {:.1} ms", steady.p50));
     f.stream = Some(steady);
@@ -2365,68 +2387,7 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
         let _ = write!(line, " {:>22}", k.title());
     }
     println!("{line}");
-    type Get = fn(&Figures) -> Option<f64>;
-    let rows: [(&str, Get, usize); 18] = [
-        (
-            "subscribers connected",
-            |f| f.connected.map(|c| c as f64),
-            0,
-        ),
-        ("connect rate (conn/s)", |f| f.connect_rate, 0),
-        ("memory per conn (KiB)", |f| f.kib_per_conn, 1),
-        ("threads per conn", |f| f.threads_per_conn, 2),
-        ("descriptors per conn", |f| f.fds_per_conn, 2),
-        (
-            "stream: last delivery p50 (ms)",
-            |f| f.stream.as_ref().map(|p| p.p50),
-            1,
-        ),
-        (
-            "stream: last delivery p99 (ms)",
-            |f| f.stream.as_ref().map(|p| p.p99),
-            1,
-        ),
-        (
-            "stream: server CPU/deliv. (us)",
-            |f| f.stream.as_ref().map(|p| p.server_us),
-            2,
-        ),
-        (
-            "stream: load CPU/deliv. (us)",
-            |f| f.stream.as_ref().map(|p| p.load_us),
-            2,
-        ),
-        (
-            "stream: timer ACKs/delivery",
-            |f| f.stream.as_ref().map(|p| p.timer_acks),
-            2,
-        ),
-        (
-            "sporadic: last deliv. p50 (ms)",
-            |f| f.sporadic.as_ref().map(|p| p.p50),
-            1,
-        ),
-        (
-            "sporadic: last deliv. p99 (ms)",
-            |f| f.sporadic.as_ref().map(|p| p.p99),
-            1,
-        ),
-        (
-            "sporadic: server CPU/deliv. (us)",
-            |f| f.sporadic.as_ref().map(|p| p.server_us),
-            2,
-        ),
-        (
-            "sporadic: load CPU/deliv. (us)",
-            |f| f.sporadic.as_ref().map(|p| p.load_us),
-            2,
-        ),
-        ("burst deliveries/s", |f| f.deliveries_per_sec, 0),
-        ("server CPU per delivery (us)", |f| f.cpu_us, 2),
-        ("slow: others' time, ms", |f| f.slow_stuck_ms, 0),
-        ("slow: server RSS growth (MiB)", |f| f.slow_rss_mib, 1),
-    ];
-    for (label, get, prec) in rows {
+    let row = |label: &str, get: &dyn Fn(&Figures) -> Option<f64>, prec: usize| {
         let mut line = format!("{label:<32}");
         for (k, f) in results {
             let cell = match get(f) {
@@ -2444,6 +2405,49 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
             let _ = write!(line, " {cell:>22}");
         }
         println!("{line}");
+    };
+    type Get = fn(&Figures) -> Option<f64>;
+    let head: [(&str, Get, usize); 5] = [
+        (
+            "subscribers connected",
+            |f| f.connected.map(|c| c as f64),
+            0,
+        ),
+        ("connect rate (conn/s)", |f| f.connect_rate, 0),
+        ("memory per conn (KiB)", |f| f.kib_per_conn, 1),
+        ("threads per conn", |f| f.threads_per_conn, 2),
+        ("descriptors per conn", |f| f.fds_per_conn, 2),
+    ];
+    for (label, get, prec) in head {
+        row(label, &get, prec);
+    }
+    // The paced rows, per regime; the timer's ACKs only for the stream (where ACKs wait).
+    type PacedGet = fn(&Paced) -> f64;
+    let paced: [(&str, PacedGet, usize); 5] = [
+        ("last delivery p50 (ms)", |p| p.p50, 1),
+        ("last delivery p99 (ms)", |p| p.p99, 1),
+        ("server CPU/deliv. (us)", |p| p.server_us, 2),
+        ("load CPU/deliv. (us)", |p| p.load_us, 2),
+        ("timer ACKs/delivery", |p| p.timer_acks, 2),
+    ];
+    for regime in [Regime::Stream, Regime::Sporadic] {
+        let rows = match regime {
+            Regime::Stream => &paced[..],
+            Regime::Sporadic => &paced[..4],
+        };
+        for (what, get, prec) in rows {
+            let label = format!("{}: {what}", regime.name());
+            row(&label, &|f| f.paced(regime).map(get), *prec);
+        }
+    }
+    let tail: [(&str, Get, usize); 4] = [
+        ("burst deliveries/s", |f| f.deliveries_per_sec, 0),
+        ("server CPU per delivery (us)", |f| f.cpu_us, 2),
+        ("slow: others' time, ms", |f| f.slow_stuck_ms, 0),
+        ("slow: server RSS growth (MiB)", |f| f.slow_rss_mib, 1),
+    ];
+    for (label, get, prec) in tail {
+        row(label, &get, prec);
         if label == "slow: others' time, ms" {
             let mut line = format!("{:<32}", "slow: others' time / reference");
             for (_, f) in results {
@@ -2459,10 +2463,10 @@ fn print_table(n: usize, results: &[(Kind, Figures)], s: &Settings) {
     type Text = fn(&Figures) -> Option<String>;
     let text_rows: [(&str, Text); 5] = [
         ("stream check", |f| {
-            f.stream.as_ref().map(|p| p.check.clone())
+            f.paced(Regime::Stream).map(|p| p.check.clone())
         }),
         ("sporadic check", |f| {
-            f.sporadic.as_ref().map(|p| p.check.clone())
+            f.paced(Regime::Sporadic).map(|p| p.check.clone())
         }),
         ("burst check", |f| f.burst_check.clone()),
         ("slow check (others)", |f| f.slow_check.clone()),
