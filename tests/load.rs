@@ -615,52 +615,30 @@ fn ten_thousand_idle_subscribers_on_pubsub() {
         .write_all(&common::client_frame(true, 0x1, b"to all"))
         .unwrap();
     let want = common::server_frame(true, 0x1, b"to all");
-    // The sockets move to the reader threads (no `try_clone`: 20,000 descriptors is this
-    // process's cap) and come back.
-    let mut readers = Vec::new();
-    while !clients.is_empty() {
-        let chunk: Vec<TcpStream> = clients
-            .drain(..conns.div_ceil(WORKERS).min(clients.len()))
-            .collect();
-        let want = want.clone();
-        readers.push(spawn_bounded(move || {
-            for mut s in &chunk {
-                let mut got = vec![0u8; want.len()];
-                s.read_exact(&mut got).expect("the broadcast");
-                assert_eq!(got, want);
-            }
-            chunk
-        }));
-    }
-    for reader in readers {
-        clients.extend(reader.join(Duration::from_secs(60)));
-    }
+    on_every_client(
+        &mut clients,
+        WORKERS,
+        Duration::from_secs(60),
+        move |mut s| {
+            let mut got = vec![0u8; want.len()];
+            s.read_exact(&mut got).expect("the broadcast");
+            assert_eq!(got, want);
+        },
+    );
     let delivered = sent.elapsed();
     // Then pubsub's keep-alive (a ping 30 s after a client was last heard from): every
     // subscriber answers its ping, and an idle connection must cost no more afterwards.
     let ping_at = Instant::now();
-    let mut readers = Vec::new();
-    while !clients.is_empty() {
-        let chunk: Vec<TcpStream> = clients
-            .drain(..conns.div_ceil(WORKERS).min(clients.len()))
-            .collect();
-        readers.push(spawn_bounded(move || {
-            for mut s in &chunk {
-                s.set_read_timeout(Some(Duration::from_secs(45))).unwrap();
-                let mut head = [0u8; 2];
-                s.read_exact(&mut head).expect("the keep-alive ping");
-                assert_eq!(head[0], 0x89, "a ping, unmasked");
-                let mut payload = vec![0u8; usize::from(head[1])];
-                s.read_exact(&mut payload).expect("the ping's payload");
-                s.write_all(&common::client_frame(true, 0xA, &payload))
-                    .expect("the pong");
-            }
-            chunk
-        }));
-    }
-    for reader in readers {
-        clients.extend(reader.join(Duration::from_secs(90)));
-    }
+    on_every_client(&mut clients, WORKERS, Duration::from_secs(90), |mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(45))).unwrap();
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).expect("the keep-alive ping");
+        assert_eq!(head[0], 0x89, "a ping, unmasked");
+        let mut payload = vec![0u8; usize::from(head[1])];
+        s.read_exact(&mut payload).expect("the ping's payload");
+        s.write_all(&common::client_frame(true, 0xA, &payload))
+            .expect("the pong");
+    });
     let pinged = ping_at.elapsed();
     thread::sleep(Duration::from_millis(1000)); // let the pongs be read
     let rss_pinged = status_of(pid, "VmRSS").unwrap();
@@ -691,6 +669,29 @@ fn ten_thousand_idle_subscribers_on_pubsub() {
         "{per_conn_pinged:.2} KiB per idle connection once keep-alive has pinged each (the \
          target is 12 KiB, thread included)"
     );
+}
+
+/// Runs `each` on every client, the clients split over `workers` threads, within `within`.
+/// The sockets move to the threads and come back (no `try_clone`: 20,000 descriptors is
+/// this process's cap).
+fn on_every_client<F>(clients: &mut Vec<TcpStream>, workers: usize, within: Duration, each: F)
+where
+    F: Fn(&TcpStream) + Send + Sync + 'static,
+{
+    let each = Arc::new(each);
+    let per_worker = clients.len().div_ceil(workers).max(1);
+    let mut threads = Vec::new();
+    while !clients.is_empty() {
+        let chunk: Vec<TcpStream> = clients.drain(..per_worker.min(clients.len())).collect();
+        let each = Arc::clone(&each);
+        threads.push(spawn_bounded(move || {
+            chunk.iter().for_each(|s| each(s));
+            chunk
+        }));
+    }
+    for thread in threads {
+        clients.extend(thread.join(within));
+    }
 }
 
 /// A raw subscriber: the opening handshake only.
